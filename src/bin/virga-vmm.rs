@@ -1,0 +1,4 @@
+//! `virga-vmm`: see the `vmm` crate.
+fn main() {
+    std::process::exit(vmm::cli::main());
+}

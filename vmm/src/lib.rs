@@ -1,0 +1,1 @@
+//! `virga-vmm`: one process per guest on KVM.
