@@ -1,10 +1,12 @@
 //! Disk images for the VMM and the orchestrator: raw and qcow2, overlays, the image store.
 
 pub mod backend;
+pub mod checksum;
 pub mod create;
 pub mod probe;
 pub mod qcow2;
 pub mod readat;
+pub mod store;
 
 pub use backend::{
     BlockBackend, BlockResult, OpenError, OpenOptions, Qcow2Backend, RawBackend, open_disk,

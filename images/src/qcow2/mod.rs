@@ -212,4 +212,4 @@ fn check_features(h: &Qcow2Header) -> Result<(), Qcow2Error> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
