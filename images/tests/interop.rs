@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::{assert_check_clean, assert_same, ok, p, pattern};
+use common::{assert_check_clean, assert_same, ok, p, pattern, qemu_img};
+use images::convert::{ConvertError, ConvertStats, convert};
 use images::create::{Qcow2Options, create_qcow2, create_raw, resize};
 use images::{BlockBackend, Format, OpenOptions, RawBackend, open_disk};
 use std::path::Path;
@@ -49,7 +50,7 @@ fn images_we_write_pass_qemu_img_check_and_compare() {
     }
     assert_check_clean(&q);
     assert_same(&q, &r);
-    let info = ok("qemu-img", &["info", "--output=json", p(&q)]);
+    let info = qemu_img(&format!("info --output=json {}", p(&q)));
     assert!(info.contains("\"compat\": \"1.1\""), "{info}");
 }
 
@@ -90,7 +91,7 @@ fn small_clusters_and_a_backing_file_interoperate() {
     }
     assert_check_clean(&ov);
     assert_same(&ov, &want);
-    let info = ok("qemu-img", &["info", "--output=json", p(&ov)]);
+    let info = qemu_img(&format!("info --output=json {}", p(&ov)));
     assert!(
         info.contains("\"backing-filename-format\": \"raw\""),
         "{info}"
@@ -101,7 +102,7 @@ fn small_clusters_and_a_backing_file_interoperate() {
 /// qemu-img's own conversion to raw is the ground truth for what an image holds.
 fn assert_reads_like_qemu(img: &Path, opts: &OpenOptions) {
     let truth = img.with_extension("truth");
-    ok("qemu-img", &["convert", "-O", "raw", p(img), p(&truth)]);
+    qemu_img(&format!("convert -O raw {} {}", p(img), p(&truth)));
     let want = std::fs::read(&truth).unwrap();
     let d = open_disk(img, &opts.clone().read_only(true)).unwrap();
     assert_eq!(d.size(), want.len() as u64);
@@ -163,26 +164,12 @@ fn qemu_made_backing_chains_read_back_byte_exact() {
     let raw = dir.path().join("src.raw");
     seeded_raw(&raw, 4 * MIB);
     let base = dir.path().join("base.qcow2");
-    ok(
-        "qemu-img",
-        &["convert", "-c", "-O", "qcow2", p(&raw), p(&base)],
-    );
+    qemu_img(&format!("convert -c -O qcow2 {} {}", p(&raw), p(&base)));
     let mid = dir.path().join("mid.qcow2");
-    ok(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-o",
-            "compat=0.10",
-            "-b",
-            "base.qcow2",
-            "-F",
-            "qcow2",
-            p(&mid),
-        ],
-    );
+    qemu_img(&format!(
+        "create -f qcow2 -o compat=0.10 -b base.qcow2 -F qcow2 {}",
+        p(&mid)
+    ));
     ok(
         "qemu-io",
         &[
@@ -194,20 +181,11 @@ fn qemu_made_backing_chains_read_back_byte_exact() {
         ],
     );
     let top = dir.path().join("top.qcow2");
-    ok(
-        "qemu-img",
-        &[
-            "create",
-            "-f",
-            "qcow2",
-            "-b",
-            p(&mid),
-            "-F",
-            "qcow2",
-            p(&top),
-            "6M",
-        ],
-    );
+    qemu_img(&format!(
+        "create -f qcow2 -b {} -F qcow2 {} 6M",
+        p(&mid),
+        p(&top)
+    ));
     ok(
         "qemu-io",
         &[
@@ -234,7 +212,7 @@ fn resize_grows_qcow2_and_raw() {
     // Past one L2 table's reach (512 MiB with 64 KiB clusters), so the L1 table must grow.
     resize(&q, 3 << 30).unwrap();
     assert_check_clean(&q);
-    let info = ok("qemu-img", &["info", "--output=json", p(&q)]);
+    let info = qemu_img(&format!("info --output=json {}", p(&q)));
     assert!(
         info.contains(&format!("\"virtual-size\": {}", 3u64 << 30)),
         "{info}"
@@ -252,4 +230,85 @@ fn resize_grows_qcow2_and_raw() {
     create_raw(&r, MIB).unwrap();
     resize(&r, 2 * MIB).unwrap();
     assert_eq!(std::fs::metadata(&r).unwrap().len(), 2 * MIB);
+}
+
+fn conv(src: &Path, dst: &Path, format: Format) -> Result<ConvertStats, ConvertError> {
+    convert(
+        src,
+        &OpenOptions::new(),
+        dst,
+        format,
+        &Qcow2Options::default(),
+    )
+}
+
+#[test]
+fn convert_round_trips_and_stays_sparse() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.raw");
+    seeded_raw(&src, 64 * MIB);
+    let q = dir.path().join("c.qcow2");
+    let stats = conv(&src, &q, Format::Qcow2).unwrap();
+    assert!(
+        stats.written <= 10 * 65536,
+        "only the data blocks are written: {stats:?}"
+    );
+    assert_check_clean(&q);
+    assert_same(&q, &src);
+    let info = images::info::info(&q).unwrap();
+    assert!(info.allocated_size < 2 * MIB, "qcow2 stays small: {info:?}");
+
+    let back = dir.path().join("back.raw");
+    conv(&q, &back, Format::Raw).unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&src).unwrap());
+    let allocated = images::info::info(&back).unwrap().allocated_size;
+    assert!(
+        allocated < 2 * MIB,
+        "raw result is sparse: {allocated} bytes allocated"
+    );
+
+    // qemu-made compressed qcow2 in, raw out.
+    let comp = dir.path().join("comp.qcow2");
+    qemu_img(&format!("convert -c -O qcow2 {} {}", p(&src), p(&comp)));
+    let out = dir.path().join("out.raw");
+    conv(&comp, &out, Format::Raw).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
+    let err = conv(&src, &dir.path().join("x.vdi"), Format::Vdi);
+    assert!(err.is_err());
+}
+
+#[test]
+fn info_reports_what_qemu_img_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("b.qcow2");
+    qemu_img(&format!(
+        "create -f qcow2 -o cluster_size=128k,lazy_refcounts=on,refcount_bits=32 {} 5G",
+        p(&base)
+    ));
+    let ov = dir.path().join("o.qcow2");
+    qemu_img(&format!(
+        "create -f qcow2 -o compat=0.10 -b b.qcow2 -F qcow2 {}",
+        p(&ov)
+    ));
+    let i = images::info::info(&base).unwrap();
+    let q = i.qcow2.as_ref().unwrap();
+    assert_eq!((i.format, i.virtual_size), (Format::Qcow2, 5 << 30));
+    assert_eq!(
+        (q.version, q.cluster_size, q.refcount_bits),
+        (3, 128 * 1024, 32)
+    );
+    assert!(q.lazy_refcounts && !q.dirty && !q.corrupt);
+    let chain = images::info::backing_chain(&ov, &[dir.path().to_owned()]).unwrap();
+    assert_eq!(chain.len(), 2);
+    let top = chain[0].info.qcow2.as_ref().unwrap();
+    assert_eq!(top.version, 2);
+    assert_eq!(
+        (top.backing_file.as_deref(), top.backing_format.as_deref()),
+        (Some("b.qcow2"), Some("qcow2"))
+    );
+    assert_eq!(chain[0].info.virtual_size, 5 << 30);
+    assert!(
+        images::info::backing_chain(&ov, &[]).is_err(),
+        "untrusted chains are not followed"
+    );
 }

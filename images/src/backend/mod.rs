@@ -4,6 +4,7 @@ mod qcow2;
 mod raw;
 
 pub use self::qcow2::Qcow2Backend;
+pub(crate) use self::qcow2::resolve_backing;
 pub use self::raw::RawBackend;
 
 use crate::probe::{self, Format};
@@ -33,6 +34,13 @@ pub trait BlockBackend: Send + Sync {
     /// Makes a range read as zeroes, deallocating it when `unmap` is set and the format can.
     fn write_zeroes(&self, offset: u64, len: u64, unmap: bool) -> BlockResult<()>;
 
+    /// How the range from `offset` starts: whether it is known to read as zeroes, and for how
+    /// many bytes (at most `len`, at least 1 when `len > 0`). Converters use it to stay sparse.
+    fn block_status(&self, offset: u64, len: u64) -> BlockResult<(BlockStatus, u64)> {
+        let _ = offset;
+        Ok((BlockStatus::Data, len))
+    }
+
     /// Scatter read: fills `bufs` in order from `offset` (one request, several guest buffers).
     fn read_vectored_at(&self, bufs: &mut [IoSliceMut<'_>], mut offset: u64) -> BlockResult<()> {
         for buf in bufs.iter_mut() {
@@ -49,6 +57,15 @@ pub trait BlockBackend: Send + Sync {
         }
         Ok(())
     }
+}
+
+/// What a range of a disk holds, as far as the format knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockStatus {
+    /// May hold data (read it to know).
+    Data,
+    /// Reads as zeroes without being read.
+    Zero,
 }
 
 /// How to open a disk.

@@ -1,8 +1,8 @@
 //! qcow2 disks through imago, after our own validation has passed.
 
 use super::{
-    BlockBackend, BlockResult, MAX_CHAIN_DEPTH, OpenError, OpenOptions, check_range, io_err,
-    open_checked, policy_for, read_only_err,
+    BlockBackend, BlockResult, BlockStatus, MAX_CHAIN_DEPTH, OpenError, OpenOptions, check_range,
+    io_err, open_checked, policy_for, read_only_err,
 };
 use crate::probe::Format;
 use crate::qcow2::validate;
@@ -11,7 +11,8 @@ use imago::io_buffers::{IoVector, IoVectorMut};
 use imago::qcow2::Qcow2;
 use imago::raw::Raw;
 use imago::{
-    DenyImplicitOpenGate, FormatAccess, FormatDriverBuilder, StorageOpenOptions, SyncFormatAccess,
+    DenyImplicitOpenGate, FormatAccess, FormatDriverBuilder, Mapping, StorageOpenOptions,
+    SyncFormatAccess,
 };
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -117,6 +118,17 @@ impl BlockBackend for Qcow2Backend {
         let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         self.writable(offset, total, "write")?;
         self.shared()?.writev(IoVector::from(bufs.to_vec()), offset)
+    }
+
+    fn block_status(&self, offset: u64, len: u64) -> BlockResult<(BlockStatus, u64)> {
+        check_range(self.size, offset, len, "block status")?;
+        let access = self.shared()?;
+        let (mapping, n) = access.get_mapping_sync(offset, len)?;
+        let status = match mapping {
+            Mapping::Zero { .. } | Mapping::Eof { .. } => BlockStatus::Zero,
+            _ => BlockStatus::Data,
+        };
+        Ok((status, n.clamp(len.min(1), len)))
     }
 
     fn flush(&self) -> BlockResult<()> {

@@ -1,6 +1,6 @@
 //! Raw disks: the guest's bytes are the file's bytes.
 
-use super::{BlockBackend, BlockResult, check_range, read_only_err};
+use super::{BlockBackend, BlockResult, BlockStatus, check_range, read_only_err};
 use crate::readat::file_len;
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -63,6 +63,19 @@ impl RawBackend {
                 }
                 _ => return Err(err),
             }
+        }
+    }
+
+    /// lseek with SEEK_DATA or SEEK_HOLE. The file position is never used for I/O here (every
+    /// access is positional), so moving it is harmless.
+    fn seek(&self, whence: libc::c_int, offset: u64) -> io::Result<u64> {
+        let off = libc::off_t::try_from(offset).map_err(io::Error::other)?;
+        // SAFETY: lseek takes integers only; the descriptor is owned by `self.file`.
+        let rc = unsafe { libc::lseek(self.file.as_raw_fd(), off, whence) };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc as u64)
         }
     }
 
@@ -157,6 +170,22 @@ impl BlockBackend for RawBackend {
             IoSlice::advance_slices(&mut list, n);
         }
         Ok(())
+    }
+
+    fn block_status(&self, offset: u64, len: u64) -> BlockResult<(BlockStatus, u64)> {
+        check_range(self.size, offset, len, "block status")?;
+        let end = offset + len;
+        let data = match self.seek(libc::SEEK_DATA, offset) {
+            Ok(d) => d,
+            // ENXIO: no data after `offset`; other errors: the file system cannot tell.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Ok((BlockStatus::Zero, len)),
+            Err(_) => return Ok((BlockStatus::Data, len)),
+        };
+        if data > offset {
+            return Ok((BlockStatus::Zero, data.min(end) - offset));
+        }
+        let hole = self.seek(libc::SEEK_HOLE, offset).unwrap_or(end);
+        Ok((BlockStatus::Data, hole.clamp(offset + 1, end) - offset))
     }
 
     fn flush(&self) -> BlockResult<()> {

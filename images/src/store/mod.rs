@@ -209,28 +209,31 @@ impl ImageStore {
 }
 
 /// The writer's pid in `<id>.<pid>.<seq>.part`.
-fn upload_pid(name: &str) -> Option<i32> {
+pub(crate) fn upload_pid(name: &str) -> Option<i32> {
     let stem = name.strip_suffix(".part")?;
     let mut parts = stem.rsplitn(3, '.');
     let _seq = parts.next()?;
     parts.next()?.parse().ok()
 }
 
-fn process_alive(pid: i32) -> bool {
+pub(crate) fn process_alive(pid: i32) -> bool {
     // SAFETY: kill with signal 0 only checks whether the process exists; it sends nothing.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Ids become file names: allow only a safe alphabet (UUIDs fit).
-fn check_id(id: &str) -> Result<(), StoreError> {
-    let ok = !id.is_empty()
+pub(crate) fn valid_id(id: &str) -> bool {
+    !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn check_id(id: &str) -> Result<(), StoreError> {
+    if valid_id(id) {
         Ok(())
     } else {
         Err(StoreError::InvalidId(id.to_owned()))

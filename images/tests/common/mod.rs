@@ -23,6 +23,12 @@ pub fn ok(tool: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs qemu-img with whitespace-separated arguments (test paths hold no spaces).
+pub fn qemu_img(args: &str) -> String {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    ok("qemu-img", &args)
+}
+
 /// `qemu-img check` must find no corruption and no leak.
 pub fn assert_check_clean(path: &Path) {
     let out = ok("qemu-img", &["check", "-f", "qcow2", p(path)]);
