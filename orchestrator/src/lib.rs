@@ -1,1 +1,9 @@
-//! orchestrator
+//! The orchestrator: everything a host does for the cloud. Today that is the state store
+//! ([`store`]), identity records and bootstrap ([`identity`]) and image records with their
+//! uploads into the `images` store ([`image`]). The scheduler and agents join later.
+
+pub mod identity;
+pub mod image;
+pub mod store;
+
+pub use store::{Store, StoreError};
