@@ -1,0 +1,90 @@
+//! Request helpers shared by the services: a JSON body extractor whose failures are OpenStack
+//! errors (400 malformed, 413 too large), the base URL for links, and the request id layer.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The header carrying the request id on every answer.
+pub const REQUEST_ID_HEADER: &str = "x-openstack-request-id";
+
+/// A JSON request body of type `T`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large("Request body is larger than the server accepts.")
+            } else {
+                ApiError::bad_request(format!("Cannot read the request body: {rej}"))
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::bad_request(format!("Malformed request body (expected JSON): {e}"))
+        })
+    }
+}
+
+/// The URL clients reach this daemon at (config `server.public_url`, else the Host header).
+pub struct BaseUrl(pub String);
+
+impl FromRequestParts<AppState> for BaseUrl {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(url) = state.configured_public_url() {
+            return Ok(BaseUrl(url.to_string()));
+        }
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| state.config().server.listen.to_string());
+        Ok(BaseUrl(format!("http://{host}")))
+    }
+}
+
+/// Middleware: gives each request an id (`req-<uuid>`), a tracing span, and the id header.
+pub async fn request_id(req: Request, next: Next) -> Response {
+    let id = format!("req-{}", uuid::Uuid::new_v4());
+    let span =
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| tracing::info!(status = resp.status().as_u16(), "answered"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
+}
+
+/// Fallback for unknown paths: a 404 in OpenStack's shape.
+pub async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "The resource {} could not be found.",
+        req.uri().path()
+    ))
+}
+
+/// Fallback for a known path with an unsupported method.
+pub async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "Method {} is not allowed on {}.",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
