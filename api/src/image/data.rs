@@ -1,10 +1,12 @@
 //! `/v2/images/{id}/file`: upload (streamed into the `images` store) and download.
 
-use axum::body::Body;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use images::store::StoreError as DataError;
 use orchestrator::image::status;
 use orchestrator::image::upload::{UploadError, receive};
@@ -38,15 +40,61 @@ fn upload_error(e: UploadError) -> ApiError {
     }
 }
 
-/// `PUT /v2/images/{id}/file`.
+/// How much of a refused upload is read and thrown away so the client, still sending, gets to
+/// read the error instead of a connection reset.
+const DRAIN_LIMIT: usize = 64 << 20;
+/// How long draining may take.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+async fn drain<S>(body: &mut S)
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
+{
+    let mut left = DRAIN_LIMIT;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            if chunk.len() >= left {
+                break;
+            }
+            left -= chunk.len();
+        }
+    })
+    .await;
+}
+
+/// `PUT /v2/images/{id}/file`. A refused upload is answered after draining what the client
+/// is still sending (up to a bound), with `Connection: close`.
 pub(super) async fn upload(
     State(st): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<StatusCode> {
-    let img = writable(&st, &auth, &id, "upload data to").await?;
+) -> Response {
+    let mut stream = body.into_data_stream().map_err(std::io::Error::other);
+    match upload_inner(&st, &auth, &id, &headers, &mut stream).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            drain(&mut stream).await;
+            let mut resp = e.into_response();
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+    }
+}
+
+async fn upload_inner<S>(
+    st: &AppState,
+    auth: &Auth,
+    id: &str,
+    headers: &HeaderMap,
+    stream: &mut S,
+) -> ApiResult<()>
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
+{
+    let img = writable(st, auth, id, "upload data to").await?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -70,11 +118,10 @@ pub(super) async fn upload(
             "Image exceeds the storage size limit of {cap} bytes."
         )));
     }
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
     receive(st.store(), st.images().clone(), &img, stream)
         .await
         .map_err(upload_error)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// `GET /v2/images/{id}/file`: 204 when the image has no data yet.

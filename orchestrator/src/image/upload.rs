@@ -57,12 +57,13 @@ enum Msg {
     End,
 }
 
-/// Streams `body` into the store as the data of `image` and returns the updated image.
+/// Streams `body` into the store as the data of `image` and returns the updated image. On
+/// failure the rest of `body` is left unread for the caller to drain or drop.
 pub async fn receive<S>(
     store: &Store,
     data: Arc<ImageStore>,
     image: &Image,
-    mut body: S,
+    body: &mut S,
 ) -> Result<Image, UploadError>
 where
     S: Stream<Item = Result<Bytes, io::Error>> + Unpin,
@@ -87,7 +88,7 @@ where
     }
     tracing::info!(image = %id, %format, "upload started");
 
-    let result = stream_to_store(data.clone(), &id, format, &mut body).await;
+    let result = stream_to_store(data.clone(), &id, format, body).await;
     let stored = match result {
         Ok(s) => s,
         Err(e) => {
