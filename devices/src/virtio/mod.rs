@@ -9,6 +9,7 @@ pub mod block;
 pub mod chain;
 pub mod counters;
 pub mod interrupt;
+pub mod lifecycle;
 pub mod mmio;
 pub mod net;
 pub mod queue;

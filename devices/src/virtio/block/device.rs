@@ -12,9 +12,10 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::handler::BlockQueue;
 use super::request::{ID_BYTES, Limits, SECTOR_SIZE, SegmentLimits};
+use crate::virtio::lifecycle::Lifecycle;
 use crate::virtio::queue::Served;
 use crate::virtio::{
-    ActivateError, Activation, Counters, VirtioDevice, VirtioInterrupt, features, read_config_bytes,
+    ActivateError, Activation, Counters, VirtioDevice, features, read_config_bytes,
 };
 
 /// Bytes of configuration space we expose (through `unused1`, before secure erase).
@@ -70,12 +71,9 @@ pub struct Block {
     config: BlockConfig,
     serial: [u8; ID_BYTES],
     queue_sizes: [u16; 1],
-    queue_events: Vec<EventFd>,
-    activate_event: EventFd,
+    pub(super) life: Lifecycle,
     counters: Arc<Counters>,
-    interrupt: Option<Arc<VirtioInterrupt>>,
     handler: Option<BlockQueue>,
-    broken: bool,
 }
 
 impl Block {
@@ -101,12 +99,9 @@ impl Block {
             serial,
             queue_sizes: [config.queue_size],
             config,
-            queue_events: crate::virtio::new_queue_events(1).map_err(BlockError::EventFd)?,
-            activate_event: EventFd::new(libc::EFD_NONBLOCK).map_err(BlockError::EventFd)?,
+            life: Lifecycle::new("virtio-blk", 1).map_err(BlockError::EventFd)?,
             counters: Arc::default(),
-            interrupt: None,
             handler: None,
-            broken: false,
         })
     }
 
@@ -117,7 +112,7 @@ impl Block {
 
     /// The eventfd the device signals when it was activated (the event handler watches it).
     pub fn activate_event(&self) -> &EventFd {
-        &self.activate_event
+        self.life.activate_event()
     }
 
     /// Swaps the disk behind the drive ("drive update"): the guest sees the new capacity
@@ -128,7 +123,7 @@ impl Block {
         if let Some(h) = &mut self.handler {
             h.set_backend(self.backend.clone(), limits);
         }
-        if let Some(i) = &self.interrupt {
+        if let Some(i) = self.life.interrupt() {
             i.signal_config();
         }
     }
@@ -136,22 +131,12 @@ impl Block {
     /// Serves the request queue; called by the event handler on a queue notification. A ring
     /// error marks the device DEVICE_NEEDS_RESET and stops serving it.
     pub fn process_queue(&mut self) -> Served {
-        if self.broken {
-            return Served::default();
-        }
-        let Some(h) = &mut self.handler else {
-            return Served::default();
-        };
-        match h.process_queue() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "virtio-blk queue broken");
-                self.broken = true;
-                if let Some(i) = &self.interrupt {
-                    i.set_needs_reset();
-                }
-                Served::default()
+        match &mut self.handler {
+            Some(h) if !self.life.broken() => {
+                let r = h.process_queue();
+                self.life.outcome(r)
             }
+            _ => Served::default(),
         }
     }
 
@@ -222,7 +207,7 @@ impl VirtioDevice for Block {
     }
 
     fn queue_events(&self) -> &[EventFd] {
-        &self.queue_events
+        self.life.queue_events()
     }
 
     fn activate(&mut self, a: Activation) -> Result<(), ActivateError> {
@@ -243,17 +228,12 @@ impl VirtioDevice for Block {
             self.serial,
             self.counters.clone(),
         ));
-        self.interrupt = Some(a.interrupt);
-        self.broken = false;
-        self.activate_event
-            .write(1)
-            .map_err(ActivateError::ActivateEvent)
+        self.life.activated(a.interrupt)
     }
 
     fn reset(&mut self) {
         self.handler = None;
-        self.interrupt = None;
-        self.broken = false;
+        self.life.reset();
     }
 
     fn is_activated(&self) -> bool {
