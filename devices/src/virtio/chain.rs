@@ -159,14 +159,21 @@ impl Segments {
 
     /// Writes `buf` into the writable part, starting `offset` bytes in.
     pub fn write_at(&self, mem: &Memory, offset: u64, buf: &[u8]) -> Result<(), ChainError> {
-        copy(
-            &self.writable,
-            self.writable_len,
-            offset,
-            buf.len(),
-            |addr, start, n| mem.write_slice(&buf[start..start + n], addr),
-        )
+        write_segments(mem, &self.writable, self.writable_len, offset, buf)
     }
+}
+
+/// Writes `buf` into `segs` (holding `total` bytes), starting `offset` bytes in.
+pub fn write_segments(
+    mem: &Memory,
+    segs: &[Segment],
+    total: u64,
+    offset: u64,
+    buf: &[u8],
+) -> Result<(), ChainError> {
+    copy(segs, total, offset, buf.len(), |addr, start, n| {
+        mem.write_slice(&buf[start..start + n], addr)
+    })
 }
 
 /// Walks `segs` from byte `offset` for `len` bytes, calling `f(guest_addr, buf_offset, n)` for
