@@ -34,17 +34,13 @@ pub struct PageCounts {
 pub struct BalloonQueues {
     mem: Memory,
     interrupt: Arc<VirtioInterrupt>,
-    releaser: Arc<dyn PageReleaser>,
-    counters: Arc<Counters>,
+    work: Work,
     inflate: Queue,
     deflate: Queue,
     stats: Option<Queue>,
     reporting: Option<Queue>,
     stats_head: Option<u16>,
     latest_stats: Option<GuestMemoryStats>,
-    pages: PageCounts,
-    segs: Segments,
-    pfns: Vec<u8>,
 }
 
 impl BalloonQueues {
@@ -58,20 +54,23 @@ impl BalloonQueues {
         stats: Option<Queue>,
         reporting: Option<Queue>,
     ) -> Self {
+        let work = Work {
+            releaser,
+            counters,
+            pages: PageCounts::default(),
+            segs: Segments::default(),
+            pfns: vec![0; (PFN_BATCH * 4).max(MAX_STATS_BYTES as usize)],
+        };
         Self {
             mem,
             interrupt,
-            releaser,
-            counters,
+            work,
             inflate,
             deflate,
             stats,
             reporting,
             stats_head: None,
             latest_stats: None,
-            pages: PageCounts::default(),
-            segs: Segments::default(),
-            pfns: vec![0; (PFN_BATCH * 4).max(MAX_STATS_BYTES as usize)],
         }
     }
 
@@ -92,16 +91,9 @@ impl BalloonQueues {
             &mut self.deflate
         };
         let budget = queue::default_budget(q);
-        let mut w = PfnWork {
-            mem: &self.mem,
-            releaser: self.releaser.as_ref(),
-            counters: &self.counters,
-            pages: &mut self.pages,
-            segs: &mut self.segs,
-            pfns: &mut self.pfns,
-        };
-        queue::serve(q, &self.mem, &self.interrupt, budget, |chain| {
-            w.pfn_chain(chain, inflate);
+        let (w, mem) = (&mut self.work, &self.mem);
+        queue::serve(q, mem, &self.interrupt, budget, |chain| {
+            w.pfn_chain(chain, mem, inflate);
             0
         })
     }
@@ -112,16 +104,9 @@ impl BalloonQueues {
             return Ok(Served::default());
         };
         let budget = queue::default_budget(q);
-        let mut w = PfnWork {
-            mem: &self.mem,
-            releaser: self.releaser.as_ref(),
-            counters: &self.counters,
-            pages: &mut self.pages,
-            segs: &mut self.segs,
-            pfns: &mut self.pfns,
-        };
-        queue::serve(q, &self.mem, &self.interrupt, budget, |chain| {
-            w.reported_chain(chain);
+        let (w, mem) = (&mut self.work, &self.mem);
+        queue::serve(q, mem, &self.interrupt, budget, |chain| {
+            w.reported_chain(chain, mem);
             0
         })
     }
@@ -137,21 +122,21 @@ impl BalloonQueues {
             if let Some(old) = self.stats_head.take() {
                 served.completed += usize::from(queue::complete(q, &self.mem, old, 0)?);
             }
-            self.counters.request();
+            self.work.counters.request();
             let head = chain.head_index();
-            match self.segs.parse(chain, &self.mem, MAX_DESCRIPTORS) {
+            match self.work.segs.parse(chain, &self.mem, MAX_DESCRIPTORS) {
                 Ok(()) => {
                     // Bounded by MAX_STATS_BYTES.
-                    let n = self.segs.readable_len().min(MAX_STATS_BYTES) as usize;
-                    let raw = &mut self.pfns[..n];
-                    if self.segs.read_at(&self.mem, 0, raw).is_ok() {
+                    let n = self.work.segs.readable_len().min(MAX_STATS_BYTES) as usize;
+                    let raw = &mut self.work.pfns[..n];
+                    if self.work.segs.read_at(&self.mem, 0, raw).is_ok() {
                         self.latest_stats = Some(GuestMemoryStats::parse(raw));
                     }
                     self.stats_head = Some(head);
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "virtio-balloon malformed stats buffer");
-                    self.counters.error();
+                    self.work.counters.error();
                     served.completed += usize::from(queue::complete(q, &self.mem, head, 0)?);
                 }
             }
@@ -180,24 +165,23 @@ impl BalloonQueues {
 
     /// Pages inflated and reported so far.
     pub fn pages(&self) -> PageCounts {
-        self.pages
+        self.work.pages
     }
 }
 
-/// The state inflate, deflate and reporting chains work on, borrowed apart from the queue.
-struct PfnWork<'a> {
-    mem: &'a Memory,
-    releaser: &'a dyn PageReleaser,
-    counters: &'a Counters,
-    pages: &'a mut PageCounts,
-    segs: &'a mut Segments,
-    pfns: &'a mut Vec<u8>,
+/// What the chains work on, apart from the queues so both can be borrowed at once.
+struct Work {
+    releaser: Arc<dyn PageReleaser>,
+    counters: Arc<Counters>,
+    pages: PageCounts,
+    segs: Segments,
+    pfns: Vec<u8>,
 }
 
-impl PfnWork<'_> {
-    fn pfn_chain(&mut self, chain: Chain<'_>, inflate: bool) {
+impl Work {
+    fn pfn_chain(&mut self, chain: Chain<'_>, mem: &Memory, inflate: bool) {
         self.counters.request();
-        if let Err(e) = self.segs.parse(chain, self.mem, MAX_DESCRIPTORS) {
+        if let Err(e) = self.segs.parse(chain, mem, MAX_DESCRIPTORS) {
             tracing::debug!(error = %e, "virtio-balloon malformed pfn buffer");
             self.counters.error();
             return;
@@ -211,7 +195,7 @@ impl PfnWork<'_> {
             let n = (total - done).min(PFN_BATCH as u64) as usize;
             if self
                 .segs
-                .read_at(self.mem, done * 4, &mut self.pfns[..n * 4])
+                .read_at(mem, done * 4, &mut self.pfns[..n * 4])
                 .is_err()
             {
                 self.counters.error();
@@ -227,7 +211,7 @@ impl PfnWork<'_> {
                 run = match run {
                     Some((start, len)) if start + len == pfn => Some((start, len + 1)),
                     Some((start, len)) => {
-                        self.release_pages(start, len);
+                        self.release_pages(mem, start, len);
                         Some((pfn, 1))
                     }
                     None => Some((pfn, 1)),
@@ -236,19 +220,19 @@ impl PfnWork<'_> {
             done += n as u64;
         }
         if let Some((start, len)) = run {
-            self.release_pages(start, len);
+            self.release_pages(mem, start, len);
         }
     }
 
-    fn release_pages(&mut self, pfn: u64, count: u64) {
-        if self.release(pfn * PAGE_SIZE, count * PAGE_SIZE) {
+    fn release_pages(&mut self, mem: &Memory, pfn: u64, count: u64) {
+        if self.release(mem, pfn * PAGE_SIZE, count * PAGE_SIZE) {
             self.pages.inflated += count;
         }
     }
 
-    fn reported_chain(&mut self, chain: Chain<'_>) {
+    fn reported_chain(&mut self, chain: Chain<'_>, mem: &Memory) {
         self.counters.request();
-        if let Err(e) = self.segs.parse(chain, self.mem, MAX_DESCRIPTORS) {
+        if let Err(e) = self.segs.parse(chain, mem, MAX_DESCRIPTORS) {
             tracing::debug!(error = %e, "virtio-balloon malformed reporting buffer");
             self.counters.error();
             return;
@@ -270,23 +254,23 @@ impl PfnWork<'_> {
                 self.pages.errors += 1;
                 continue;
             }
-            if self.release(s.addr.0, len) {
+            if self.release(mem, s.addr.0, len) {
                 self.pages.reported_bytes += len;
             }
         }
     }
 
     /// Releases one range; false (and counted) when it lies outside memory or madvise fails.
-    fn release(&mut self, addr: u64, len: u64) -> bool {
+    fn release(&mut self, mem: &Memory, addr: u64, len: u64) -> bool {
         let gpa = GuestAddress(addr);
         let inside =
-            usize::try_from(len).is_ok_and(|l| GuestMemoryBackend::check_range(self.mem, gpa, l));
+            usize::try_from(len).is_ok_and(|l| GuestMemoryBackend::check_range(mem, gpa, l));
         if !inside {
             tracing::debug!(addr, len, "balloon range outside guest memory; skipped");
             self.pages.errors += 1;
             return false;
         }
-        match self.releaser.release(self.mem, gpa, len) {
+        match self.releaser.release(mem, gpa, len) {
             Ok(()) => {
                 self.counters.from_guest(len);
                 true
