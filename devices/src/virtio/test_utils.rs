@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::mock::MockSplitQueue;
+use virtio_queue::mock::{AvailRing, DescriptorTable, UsedRing};
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, GuestAddress, GuestMemoryMmap};
 
 use super::{Memory, VirtioInterrupt};
 use crate::Interrupt;
@@ -62,9 +62,16 @@ pub fn wdesc(addr: u64, len: u32) -> RawDescriptor {
     desc(addr, len, VRING_DESC_F_WRITE as u16, 0)
 }
 
-/// The driver's side of one split queue in test memory.
+/// The driver's side of one split queue in test memory, built from virtio-queue's mock rings.
+///
+/// `MockSplitQueue::create` is not used for the layout: in virtio-queue 0.18 it places the used
+/// ring `size` bytes after the avail ring start instead of `2 * size + 6`, so the two overlap
+/// from entry size/2 on. The rings are placed here with the spec's sizes.
 pub struct TestQueue<'a> {
-    mock: MockSplitQueue<'a, Memory>,
+    table: DescriptorTable<'a, Memory>,
+    avail: AvailRing<'a, Memory>,
+    used: UsedRing<'a, Memory>,
+    addrs: (GuestAddress, GuestAddress, GuestAddress),
     next_free: Cell<u16>,
     size: u16,
 }
@@ -75,10 +82,17 @@ impl<'a> TestQueue<'a> {
         Self::at(mem, GuestAddress(0), size)
     }
 
-    /// A queue of `size` entries with its rings at `addr` (keep data buffers at 64 KiB and up).
+    /// A queue of `size` entries with its rings at `addr` (they take `22 * size + 12` bytes,
+    /// rounded; keep data buffers at 64 KiB and up).
     pub fn at(mem: &'a Memory, addr: GuestAddress, size: u16) -> Self {
+        let n = u64::from(size);
+        let avail_addr = addr.unchecked_add(16 * n);
+        let used_addr = GuestAddress((avail_addr.0 + 6 + 2 * n).next_multiple_of(4));
         Self {
-            mock: MockSplitQueue::create(mem, addr, size),
+            table: DescriptorTable::new(mem, addr, size),
+            avail: AvailRing::new(mem, avail_addr, size),
+            used: UsedRing::new(mem, used_addr, size),
+            addrs: (addr, avail_addr, used_addr),
             next_free: Cell::new(0),
             size,
         }
@@ -86,7 +100,7 @@ impl<'a> TestQueue<'a> {
 
     /// Writes descriptor `index` of the table as is.
     pub fn store(&self, index: u16, d: RawDescriptor) {
-        self.mock.desc_table().store(index, d).unwrap();
+        self.table.store(index, d).unwrap();
     }
 
     /// Writes `descs` as one chain (NEXT flags and indices filled in) at the next free table
@@ -112,7 +126,7 @@ impl<'a> TestQueue<'a> {
 
     /// Appends `heads` to the available ring and bumps its index.
     pub fn publish(&self, heads: &[u16]) {
-        let avail = self.mock.avail();
+        let avail = &self.avail;
         let mut idx = avail.idx().load();
         for &h in heads {
             avail
@@ -127,24 +141,23 @@ impl<'a> TestQueue<'a> {
 
     /// Sets the available index to anything, as a misbehaving driver would.
     pub fn set_avail_idx(&self, idx: u16) {
-        self.mock.avail().idx().store(u16::to_le(idx));
+        self.avail.idx().store(u16::to_le(idx));
     }
 
     /// The used index the device published.
     pub fn used_idx(&self) -> u16 {
-        u16::from_le(self.mock.used().idx().load())
+        u16::from_le(self.used.idx().load())
     }
 
     /// Overwrites the used index, as a driver scribbling on the device's ring would.
     pub fn scribble_used_idx(&self, v: u16) {
-        self.mock.used().idx().store(u16::to_le(v));
+        self.used.idx().store(u16::to_le(v));
     }
 
     /// Used ring entry `i`: (head id, bytes written).
     pub fn used(&self, i: u16) -> (u32, u32) {
         let e = self
-            .mock
-            .used()
+            .used
             .ring()
             .ref_at(usize::from(i % self.size))
             .unwrap()
@@ -154,16 +167,18 @@ impl<'a> TestQueue<'a> {
 
     /// The guest physical addresses of the descriptor table, the avail ring, the used ring.
     pub fn addrs(&self) -> (GuestAddress, GuestAddress, GuestAddress) {
-        (
-            self.mock.desc_table_addr(),
-            self.mock.avail_addr(),
-            self.mock.used_addr(),
-        )
+        self.addrs
     }
 
     /// A ready device-side queue over these rings.
     pub fn queue(&self) -> Queue {
-        self.mock.create_queue::<Queue>().unwrap()
+        let mut q = Queue::new(self.size).unwrap();
+        let (d, a, u) = self.addrs;
+        q.set_desc_table_address(Some(d.0 as u32), Some((d.0 >> 32) as u32));
+        q.set_avail_ring_address(Some(a.0 as u32), Some((a.0 >> 32) as u32));
+        q.set_used_ring_address(Some(u.0 as u32), Some((u.0 >> 32) as u32));
+        q.set_ready(true);
+        q
     }
 
     /// Same, with VIRTIO_RING_F_EVENT_IDX negotiated.

@@ -142,7 +142,9 @@ impl Executor {
 
     /// Returns the data bytes written into the guest (In and GetId), the status excluded.
     fn execute(&mut self, req: &Request, mem: &Memory) -> Result<u32, Failure> {
-        let offset = req.sector * SECTOR_SIZE;
+        // Only In/Out use the sector, and parsing checked it lies inside the disk for them; the
+        // others may carry anything there.
+        let offset = req.sector.wrapping_mul(SECTOR_SIZE);
         match req.kind {
             RequestType::In => {
                 self.move_data(mem, offset, req.data_len, true)?;

@@ -427,6 +427,14 @@ fn bad_headers_and_ranges_fail_the_request_only() {
     );
     // Short header.
     assert_eq!(r.run(&[rdesc(HDR, 8), wdesc(STATUS, 1)]), (1, ioerr));
+    // A sector nobody uses may hold anything (found by the fuzzer: it overflowed).
+    header(&mem, HDR, VIRTIO_BLK_T_FLUSH, u64::MAX);
+    assert_eq!(r.run(&[rdesc(HDR, 16), wdesc(STATUS, 1)]), (1, 0));
+    header(&mem, HDR, VIRTIO_BLK_T_GET_ID, u64::MAX);
+    assert_eq!(
+        r.run(&[rdesc(HDR, 16), wdesc(DATA, 20), wdesc(STATUS, 1)]),
+        (21, 0)
+    );
     // Unknown type.
     header(&mem, HDR, 77, 0);
     assert_eq!(
