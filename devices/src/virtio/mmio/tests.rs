@@ -335,3 +335,16 @@ fn bad_device_queue_sizes_are_refused() {
         Err(MmioError::QueueMaxSize { index: 0, size: 12 })
     ));
 }
+
+#[test]
+fn transport_and_devices_fit_the_vmm_containers() {
+    // The bus wants Arc<Mutex<dyn BusDevice>> (Send); the event loop wants Send subscribers.
+    fn send<T: Send>() {}
+    send::<MmioTransport>();
+    send::<crate::virtio::block::Block>();
+    send::<crate::virtio::net::Net>();
+    send::<crate::virtio::balloon::Balloon>();
+    send::<crate::virtio::rng::Rng>();
+    let (t, _, _) = transport(vec![16]);
+    let _: crate::bus::SharedDevice = Arc::new(Mutex::new(t));
+}

@@ -105,7 +105,8 @@ impl NetQueues {
             let len = match self.rx_pending {
                 Some(n) => n,
                 None => match io.read_frame(&mut self.rx_buf) {
-                    Ok(n) => n,
+                    // A back end cannot hand over more than the buffer holds; clamp anyway.
+                    Ok(n) => n.min(self.rx_buf.len()),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) => {

@@ -105,14 +105,17 @@ impl Tap {
         let mut req = IfReq::default();
         // SAFETY: TUNGETIFF fills an ifreq; `req` is one, valid for the call.
         let ret = unsafe { ioctl_with_mut_ref(&file, TUNGETIFF(), &mut req) };
+        let mut tap = Self {
+            file,
+            name: format!("fd {raw}"),
+        };
+        tap.check(ret, "TUNGETIFF")?;
         let end = req
             .name
             .iter()
             .position(|&b| b == 0)
             .unwrap_or(req.name.len());
-        let name = String::from_utf8_lossy(&req.name[..end]).into_owned();
-        let tap = Self { file, name };
-        tap.check(ret, "TUNGETIFF")?;
+        tap.name = String::from_utf8_lossy(&req.name[..end]).into_owned();
         let need = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
         if req.flags & need != need {
             return Err(TapError::NotVnetTap {

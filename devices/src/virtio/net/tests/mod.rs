@@ -401,3 +401,23 @@ fn end_to_end_through_transport_and_event_manager() {
     assert_eq!(recv(host.as_raw_fd(), &mut got).unwrap(), 92);
     assert!(line.count() >= 2);
 }
+
+#[test]
+fn tap_names_and_fds_are_checked() {
+    for bad in ["", "a-name-longer-than-15", "nul\0"] {
+        assert!(matches!(Tap::open(bad), Err(TapError::Name(_))), "{bad:?}");
+    }
+    // A socket is no tap: TUNGETIFF fails and says on which fd.
+    let (sock, _peer) = socket_pair();
+    let err = Tap::from_fd(sock.0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TapError::Ioctl {
+                op: "TUNGETIFF",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

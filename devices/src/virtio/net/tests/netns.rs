@@ -1,7 +1,7 @@
 //! virtio-net over a real tap in a throw-away network namespace: the host kernel answers the
 //! guest's ARP request and ICMP echo, with the guest's offloads set on the tap.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -177,8 +177,14 @@ fn arp_and_ping_answered_by_the_host_through_a_real_tap() {
         Ok(ns) => ns,
         Err(why) => return skip_or_fail(&why),
     };
-    let tap = ns.open_tap("vtap0");
+    let opened = ns.open_tap("vtap0");
+    assert_eq!(opened.name(), "vtap0");
+    // The orchestrator's way: a tap fd passed in. A dup of ours stands in for it.
+    // SAFETY: dup of an fd we own; the new fd is owned by the OwnedFd alone.
+    let dup = unsafe { OwnedFd::from_raw_fd(libc::dup(opened.as_raw_fd())) };
+    let tap = Tap::from_fd(dup).unwrap();
     assert_eq!(tap.name(), "vtap0");
+    drop(opened);
     ip(&["-n", &ns.0, "addr", "add", "10.213.7.1/24", "dev", "vtap0"]).unwrap();
     ip(&["-n", &ns.0, "link", "set", "vtap0", "up"]).unwrap();
 
