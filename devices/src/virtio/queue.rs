@@ -111,3 +111,46 @@ pub fn kick(evt: &vmm_sys_util::eventfd::EventFd) {
         tracing::error!(error = %e, "cannot re-signal a queue eventfd");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::virtio::test_utils::{TestQueue, test_interrupt, test_memory, wdesc};
+
+    #[test]
+    fn budget_stops_serving_and_says_there_is_more() {
+        let mem = test_memory();
+        let tq = TestQueue::new(&mem, 16);
+        for i in 0..3 {
+            tq.add_chain(&[wdesc(0x10_0000 + i * 0x100, 8)]);
+        }
+        let mut q = tq.queue();
+        let (irq, line) = test_interrupt();
+        let s = serve(&mut q, &mem, &irq, 2, |_| 8).unwrap();
+        assert_eq!(
+            s,
+            Served {
+                completed: 2,
+                more: true
+            }
+        );
+        assert_eq!(line.count(), 1);
+        let s = serve(&mut q, &mem, &irq, 2, |_| 8).unwrap();
+        assert_eq!(
+            s,
+            Served {
+                completed: 1,
+                more: false
+            }
+        );
+        assert_eq!(tq.used_idx(), 3);
+        assert_eq!(tq.used(2), (2, 8));
+    }
+
+    #[test]
+    fn kick_resignals_the_eventfd() {
+        let evt = vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        kick(&evt);
+        assert_eq!(evt.read().unwrap(), 1);
+    }
+}
