@@ -329,7 +329,10 @@ impl BaseCache {
             if !valid_id(&image) {
                 continue;
             }
-            let lock = self.lock(&image)?;
+            // A base being fetched or given an overlay right now is in use: skip it.
+            let Some(lock) = self.try_lock(&image)? else {
+                continue;
+            };
             let idle = now
                 .duration_since(self.last_used(&image)?)
                 .unwrap_or(Duration::ZERO);
@@ -390,8 +393,20 @@ impl BaseCache {
             .map_err(io_err(format!("reading when {image} was last used")))
     }
 
-    /// Takes the per-base lock (shared by every process using this cache).
+    /// Takes the per-base lock (shared by every process using this cache), waiting for it.
     fn lock(&self, image: &str) -> Result<BaseLock, CacheError> {
+        let lock = self.lock_with(image, libc::LOCK_EX)?;
+        lock.ok_or_else(|| {
+            io_err(format!("locking base {image}"))(io::ErrorKind::WouldBlock.into())
+        })
+    }
+
+    /// Takes the per-base lock if nobody holds it (`None` if somebody does).
+    fn try_lock(&self, image: &str) -> Result<Option<BaseLock>, CacheError> {
+        self.lock_with(image, libc::LOCK_EX | libc::LOCK_NB)
+    }
+
+    fn lock_with(&self, image: &str, op: libc::c_int) -> Result<Option<BaseLock>, CacheError> {
         let path = self.locks.join(image);
         loop {
             let file = File::options()
@@ -401,10 +416,12 @@ impl BaseCache {
                 .open(&path)
                 .map_err(io_err(format!("opening {}", path.display())))?;
             // SAFETY: flock takes the descriptor owned by `file` and an integer operation.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(io_err(format!("locking {}", path.display()))(
-                    io::Error::last_os_error(),
-                ));
+            if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    return Ok(None);
+                }
+                return Err(io_err(format!("locking {}", path.display()))(err));
             }
             // Cleanup may have unlinked the file while we waited: lock the current one then.
             let same = match (file.metadata(), std::fs::metadata(&path)) {
@@ -412,7 +429,7 @@ impl BaseCache {
                 _ => false,
             };
             if same {
-                return Ok(BaseLock { _file: file });
+                return Ok(Some(BaseLock { _file: file }));
             }
         }
     }

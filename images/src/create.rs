@@ -136,7 +136,7 @@ fn write_qcow2(
     if let Some((name, fmt)) = &opts.backing {
         builder = builder.backing(name.clone(), fmt.name().to_owned());
     }
-    block_on(builder.create()).map_err(io_err(path))?;
+    builder.create().map_err(io_err(path))?;
     durable(file, path)
 }
 
@@ -192,15 +192,14 @@ pub fn resize(path: &Path, new_size: u64) -> Result<(), CreateError> {
                 .write(true)
                 .backing(None)
                 .data_file(None)
-                .open_sync(DenyImplicitOpenGate::default())
+                .open(DenyImplicitOpenGate::default())
                 .map_err(io_err(path))?;
             let access = FormatAccess::new(qcow2);
-            block_on(async {
-                access.resize_grow(new_size, PreallocateMode::None).await?;
-                access.flush().await?;
-                access.sync().await
-            })
-            .map_err(io_err(path))?;
+            access
+                .resize_grow(new_size, PreallocateMode::None)
+                .and_then(|()| access.flush())
+                .and_then(|()| access.sync())
+                .map_err(io_err(path))?;
             durable(&file, path)
         }
         other => Err(invalid(format!("cannot resize a {other} image"))),
@@ -210,13 +209,6 @@ pub fn resize(path: &Path, new_size: u64) -> Result<(), CreateError> {
 pub(crate) fn imago_file(file: File, path: &Path) -> Result<ImagoFile, CreateError> {
     ImagoFile::from_open_file(file, StorageOpenOptions::new().filename(path).write(true))
         .map_err(io_err(path))
-}
-
-/// Runs one of imago's futures to completion on a one-off current-thread runtime.
-pub(crate) fn block_on<T>(fut: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .build()?
-        .block_on(fut)
 }
 
 /// fsyncs the file and its directory, so the new image survives a crash under its name.

@@ -91,19 +91,12 @@ fn discard_and_write_zeroes_read_back_as_zeroes() {
 fn the_format_is_checked_against_the_content() {
     let dir = tempfile::tempdir().unwrap();
     let paths = both(dir.path());
-    let err = open_disk(&paths[0], &OpenOptions::new().format(Format::Raw))
-        .err()
-        .unwrap();
-    assert!(
-        matches!(
-            err,
-            OpenError::FormatMismatch {
-                actual: Format::Qcow2,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    // Said to be raw, a qcow2 file is read as plain bytes: its header is never interpreted.
+    let raw = open_disk(&paths[0], &OpenOptions::new().format(Format::Raw)).unwrap();
+    assert_eq!(raw.size(), std::fs::metadata(&paths[0]).unwrap().len());
+    let mut magic = [0u8; 4];
+    raw.read_at(&mut magic, 0).unwrap();
+    assert_eq!(&magic, b"QFI\xfb");
     let err = open_disk(&paths[1], &OpenOptions::new().format(Format::Qcow2))
         .err()
         .unwrap();
@@ -138,4 +131,48 @@ fn the_format_is_checked_against_the_content() {
         .err()
         .unwrap();
     assert!(missing.to_string().contains("nope"), "{missing}");
+}
+
+#[test]
+fn threads_share_one_back_end() {
+    let dir = tempfile::tempdir().unwrap();
+    for path in both(dir.path()) {
+        let d: std::sync::Arc<dyn images::BlockBackend> =
+            std::sync::Arc::from(open_disk(&path, &OpenOptions::new()).unwrap());
+        // Each thread owns one MiB; one of them also discards and rewrites its own clusters.
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    let base = t * MIB;
+                    for round in 0..20u64 {
+                        for i in 0..16u64 {
+                            let off = base + i * 65536 + (round % 7) * 512;
+                            d.write_at(&pattern(t * 100 + round, off, 4096), off)
+                                .unwrap();
+                        }
+                        if t == 3 {
+                            d.write_zeroes(base, MIB / 2, true).unwrap();
+                            d.discard(base + MIB / 2, 65536).unwrap();
+                        }
+                        let mut back = vec![0u8; 4096];
+                        let off = base + MIB - 65536 + (round % 7) * 512;
+                        d.read_at(&mut back, off).unwrap();
+                        assert_eq!(back, pattern(t * 100 + round, off, 4096));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        d.flush().unwrap();
+        let mut back = vec![0u8; (MIB / 2) as usize];
+        d.read_at(&mut back, 3 * MIB).unwrap();
+        assert!(back.iter().all(|&b| b == 0), "{}", path.display());
+        drop(d);
+        if path.extension().is_some_and(|e| e == "qcow2") {
+            common::assert_check_clean(&path);
+        }
+    }
 }

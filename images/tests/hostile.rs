@@ -306,11 +306,17 @@ fn tables_beyond_the_file_or_absurd_sizes_are_refused() {
 fn a_claimed_format_that_does_not_match_the_content_is_refused() {
     let c = Case::new();
     let img = c.qcow2("q.img", "");
+    let raw_img = c.path("r.img");
+    std::fs::write(&raw_img, vec![0u8; 65536]).unwrap();
     refused(
-        &img,
-        &OpenOptions::new().format(Format::Raw),
-        "expected raw but the content is qcow2",
+        &raw_img,
+        &OpenOptions::new().format(Format::Qcow2),
+        "expected qcow2 but the content is raw",
     );
+    // A disk the caller says is raw is read as plain bytes, qcow2 header or not: nothing in it
+    // is interpreted, so nothing outside it can be reached.
+    let raw = open_disk(&img, &OpenOptions::new().format(Format::Raw)).unwrap();
+    assert_eq!(raw.size(), std::fs::metadata(&img).unwrap().len());
     let dir = tempfile::tempdir().unwrap();
     let store = ImageStore::open(dir.path(), 1 << 30).unwrap();
     for claimed in [

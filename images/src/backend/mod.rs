@@ -75,6 +75,7 @@ pub struct OpenOptions {
     pub read_only: bool,
     /// The format the caller knows the disk has; `None` probes the content. A known format is
     /// safer: a guest that writes a qcow2 header into its raw disk cannot make it a qcow2 then.
+    /// `Raw` is trusted as given (the bytes are never interpreted); `Qcow2` must match.
     pub format: Option<Format>,
     /// Directories a backing file may live in (the base-image cache). Empty: any qcow2 with a
     /// backing file is refused.
@@ -176,6 +177,14 @@ pub fn open_disk(
     opts: &OpenOptions,
 ) -> Result<Box<dyn BlockBackend>, OpenError> {
     let path = path.as_ref();
+    if opts.format == Some(Format::Raw) {
+        // A disk the caller knows is raw is read as raw whatever its bytes look like, as qemu
+        // does with format=raw: a guest may legitimately store a qcow2 image on its disk, and
+        // reading it as plain bytes can reach nothing outside it.
+        return Ok(Box::new(
+            RawBackend::open(path, opts.read_only).map_err(io_err(path))?,
+        ));
+    }
     let (file, format) = open_checked(path, opts.read_only, opts.format)?;
     match format {
         Format::Raw => Ok(Box::new(

@@ -10,10 +10,7 @@ use imago::file::File as ImagoFile;
 use imago::io_buffers::{IoVector, IoVectorMut};
 use imago::qcow2::Qcow2;
 use imago::raw::Raw;
-use imago::{
-    DenyImplicitOpenGate, FormatAccess, FormatDriverBuilder, Mapping, StorageOpenOptions,
-    SyncFormatAccess,
-};
+use imago::{DenyImplicitOpenGate, FormatAccess, FormatDriverBuilder, Mapping, StorageOpenOptions};
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::path::{Path, PathBuf};
@@ -24,7 +21,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// imago's discard calls may invalidate mappings that concurrent requests hold, so reads and
 /// writes share a read lock and discards take the write lock.
 pub struct Qcow2Backend {
-    access: RwLock<SyncFormatAccess<ImagoFile>>,
+    access: RwLock<FormatAccess<ImagoFile>>,
     size: u64,
     read_only: bool,
 }
@@ -54,10 +51,7 @@ impl Qcow2Backend {
         opts: &OpenOptions,
     ) -> Result<Self, OpenError> {
         let qcow2 = open_qcow2(file, path, opts, 0)?;
-        let access = SyncFormatAccess::new(qcow2).map_err(|source| OpenError::Qcow2 {
-            path: path.to_owned(),
-            source,
-        })?;
+        let access = FormatAccess::new(qcow2);
         Ok(Qcow2Backend {
             size: access.size(),
             access: RwLock::new(access),
@@ -65,11 +59,11 @@ impl Qcow2Backend {
         })
     }
 
-    fn shared(&self) -> io::Result<RwLockReadGuard<'_, SyncFormatAccess<ImagoFile>>> {
+    fn shared(&self) -> io::Result<RwLockReadGuard<'_, FormatAccess<ImagoFile>>> {
         self.access.read().map_err(|_| poisoned())
     }
 
-    fn exclusive(&self) -> io::Result<RwLockWriteGuard<'_, SyncFormatAccess<ImagoFile>>> {
+    fn exclusive(&self) -> io::Result<RwLockWriteGuard<'_, FormatAccess<ImagoFile>>> {
         self.access.write().map_err(|_| poisoned())
     }
 
@@ -123,7 +117,7 @@ impl BlockBackend for Qcow2Backend {
     fn block_status(&self, offset: u64, len: u64) -> BlockResult<(BlockStatus, u64)> {
         check_range(self.size, offset, len, "block status")?;
         let access = self.shared()?;
-        let (mapping, n) = access.get_mapping_sync(offset, len)?;
+        let (mapping, n) = access.get_mapping(offset, len)?;
         let status = match mapping {
             Mapping::Zero { .. } | Mapping::Eof { .. } => BlockStatus::Zero,
             _ => BlockStatus::Data,
@@ -181,7 +175,7 @@ fn open_qcow2(
         .write(!opts.read_only)
         .backing(backing)
         .data_file(None)
-        .open_sync(DenyImplicitOpenGate::default())
+        .open(DenyImplicitOpenGate::default())
         .map_err(|source| OpenError::Qcow2 {
             path: path.to_owned(),
             source,
@@ -240,7 +234,7 @@ fn open_backing(
         _ => {
             let raw = Raw::builder(imago_file(file, &resolved, false)?)
                 .write(false)
-                .open_sync(DenyImplicitOpenGate::default())
+                .open(DenyImplicitOpenGate::default())
                 .map_err(|source| OpenError::Qcow2 {
                     path: resolved.clone(),
                     source,

@@ -148,6 +148,16 @@ fn unused_bases_go_after_the_grace_period() {
     assert!(cache.base_path("a").is_none());
     // A removed base can be fetched again.
     ensure_raw(&cache, "a");
+    // A base whose lock is held (a fetch or overlay creation in progress) is skipped.
+    let held = cache.lock("a").unwrap();
+    assert!(
+        cache
+            .cleanup(SystemTime::now() + 2 * HOUR)
+            .unwrap()
+            .is_empty()
+    );
+    drop(held);
+    assert_eq!(cache.cleanup(SystemTime::now() + 2 * HOUR).unwrap(), ["a"]);
 }
 
 #[test]
