@@ -828,3 +828,105 @@ async fn sigterm_stops_the_daemon_cleanly() {
     let status = cloud.terminate();
     assert!(status.success(), "exit status {status}");
 }
+
+#[tokio::test]
+async fn the_remaining_show_update_and_delete_endpoints() {
+    let cloud = Cloud::start();
+    let api = cloud.api();
+    let admin = api.admin_token().await;
+    let cat = api
+        .get("/identity/v3/auth/catalog", &admin)
+        .await
+        .expect(200);
+    assert_eq!(cat.body["catalog"].as_array().unwrap().len(), 2);
+    let doms = api
+        .get("/identity/v3/auth/domains", &admin)
+        .await
+        .expect(200);
+    assert!(
+        doms.body["domains"].as_array().unwrap().is_empty(),
+        "admin has no domain role"
+    );
+    let d = api
+        .get("/identity/v3/domains/default", &admin)
+        .await
+        .expect(200);
+    assert_eq!(d.body["domain"]["name"], "Default");
+
+    let r = api
+        .get("/identity/v3/regions/RegionOne", &admin)
+        .await
+        .expect(200);
+    assert_eq!(r.body["region"]["id"], "RegionOne");
+    let r = api
+        .patch(
+            "/identity/v3/regions/RegionOne",
+            &admin,
+            json!({"region": {"description": "first"}}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.body["region"]["description"], "first");
+    api.post(
+        "/identity/v3/regions",
+        &admin,
+        json!({"region": {"id": "Spare"}}),
+    )
+    .await
+    .expect(201);
+    api.delete("/identity/v3/regions/Spare", &admin)
+        .await
+        .expect(204);
+    api.get("/identity/v3/regions/Spare", &admin)
+        .await
+        .expect(404);
+
+    let services = api
+        .get("/identity/v3/services?type=image", &admin)
+        .await
+        .expect(200);
+    let sid = services.body["services"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = api
+        .get(&format!("/identity/v3/services/{sid}"), &admin)
+        .await
+        .expect(200);
+    assert_eq!(s.body["service"]["name"], "glance");
+    let s = api
+        .patch(
+            &format!("/identity/v3/services/{sid}"),
+            &admin,
+            json!({"service": {"description": "images"}}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(s.body["service"]["description"], "images");
+    let eps = api
+        .get(
+            &format!("/identity/v3/endpoints?service_id={sid}&interface=admin"),
+            &admin,
+        )
+        .await
+        .expect(200);
+    let eid = eps.body["endpoints"][0]["id"].as_str().unwrap().to_string();
+    let e = api
+        .get(&format!("/identity/v3/endpoints/{eid}"), &admin)
+        .await
+        .expect(200);
+    assert_eq!(e.body["endpoint"]["interface"], "admin");
+    api.delete(&format!("/identity/v3/endpoints/{eid}"), &admin)
+        .await
+        .expect(204);
+    let left = api
+        .get(&format!("/identity/v3/endpoints?service_id={sid}"), &admin)
+        .await
+        .expect(200);
+    assert_eq!(left.body["endpoints"].as_array().unwrap().len(), 2);
+
+    let users = api.get("/identity/v3/users", &admin).await.expect(200);
+    assert_eq!(users.body["users"][0]["name"], "admin");
+    let roles = api.get("/identity/v3/roles", &admin).await.expect(200);
+    assert_eq!(roles.body["roles"].as_array().unwrap().len(), 3);
+}

@@ -595,6 +595,10 @@ async fn visibility_membership_and_policy() {
     assert!(
         names(api.get("/image/v2/images", &other).await.body).contains(&"shared-one".to_string())
     );
+    let one = api.get(&member_path, &other).await.expect(200);
+    assert_eq!(one.body["member_id"], other_pid);
+    assert_eq!(one.body["schema"], "/v2/schemas/member");
+    api.get(&member_path, &reader).await.expect(404);
     let ms = api
         .get(&format!("/image/v2/images/{shared}/members"), &demo)
         .await
