@@ -44,24 +44,37 @@ impl Revocations {
         Ok(())
     }
 
-    /// Reloads every event young enough to matter (the whole table is small: events expire
-    /// with the tokens they revoke, and old ones are pruned here).
+    /// Reloads every event young enough to matter (the table stays small: events expire with
+    /// the tokens they revoke, and [`Revocations::poll`] prunes older ones now and then).
     pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
-        let since = orchestrator::store::now_micros().saturating_sub(self.horizon_us);
-        let fresh = store.revocations_since(since).await?;
+        let fresh = store.revocations_since(self.horizon()).await?;
         *self.events.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-        store.prune_revocations(since).await?;
         Ok(())
     }
 
-    /// Reloads every `interval` until the process ends; errors are logged and retried.
+    fn horizon(&self) -> i64 {
+        orchestrator::store::now_micros().saturating_sub(self.horizon_us)
+    }
+
+    /// Reloads every `interval` until the process ends, and deletes dead events about every
+    /// ten minutes (a write, so not on every poll); errors are logged and retried.
     pub async fn poll(&self, store: Store, interval: Duration) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let prune_every = (600_000 / interval.as_millis().max(1)).max(1);
+        let mut n: u128 = 0;
         loop {
             tick.tick().await;
             if let Err(e) = self.refresh(&store).await {
                 tracing::warn!(error = %e, "cannot reload token revocation events");
+            }
+            n += 1;
+            if n.is_multiple_of(prune_every) {
+                match store.prune_revocations(self.horizon()).await {
+                    Ok(k) if k > 0 => tracing::debug!(pruned = k, "old revocation events deleted"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot prune revocation events"),
+                }
             }
         }
     }

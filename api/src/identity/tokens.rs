@@ -186,7 +186,10 @@ async fn password_user(st: &AppState, u: UserRef) -> ApiResult<User> {
     };
     let user = match found {
         Ok(user) => user,
-        Err(StoreError::NotFound { .. }) => return Err(auth_failed()),
+        Err(StoreError::NotFound { .. }) => {
+            st.store().check_password_of_nobody(&u.password).await?;
+            return Err(auth_failed());
+        }
         Err(e) => return Err(e.into()),
     };
     if !st.store().check_password(&user.id, &u.password).await? {

@@ -1,6 +1,8 @@
 //! Password hashing with argon2id (the `argon2` crate's defaults, PHC strings in the database).
 //! Hashing costs tens of milliseconds by design, so the async callers run it on the blocking pool.
 
+use std::sync::OnceLock;
+
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -35,6 +37,15 @@ pub fn verify_password(password: &str, hash: &str) -> Result<bool, PasswordError
     Ok(Argon2::default()
         .verify_password(password.as_bytes(), &parsed)
         .is_ok())
+}
+
+/// Spends the time of one verification against a fixed hash, so that an unknown user name
+/// takes as long to refuse as a wrong password (no user enumeration by timing).
+pub fn burn_verification(password: &str) {
+    static DUMMY: OnceLock<Option<String>> = OnceLock::new();
+    if let Some(hash) = DUMMY.get_or_init(|| hash_password("virga-dummy-password").ok()) {
+        let _ = verify_password(password, hash);
+    }
 }
 
 pub(crate) async fn hash_password_blocking(password: String) -> Result<String, StoreError> {

@@ -304,6 +304,15 @@ impl Store {
         found(r.rows_affected(), "user", user_id)
     }
 
+    /// Spends one password verification's time and answers false: for unknown users.
+    pub async fn check_password_of_nobody(&self, password: &str) -> Result<bool, StoreError> {
+        let p = password.to_string();
+        tokio::task::spawn_blocking(move || password::burn_verification(&p))
+            .await
+            .map_err(|e| password::PasswordError::Task(e.to_string()))?;
+        Ok(false)
+    }
+
     /// Whether `password` is the user's password (false when the user has none).
     pub async fn check_password(&self, user_id: &str, password: &str) -> Result<bool, StoreError> {
         let hash: Option<Option<String>> =
