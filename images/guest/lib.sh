@@ -76,6 +76,14 @@ build_artifact() {
   with_lock "$name" build_once "$name" "$dir" "$builder"
   link_current "$dir" "$@"
   log "$name: $GUEST_CACHE/$dir (current/: $*)"
+  # After the links: deleting a kernel tree (70 000 files) takes minutes on a busy disk.
+  if [ -d "$GUEST_CACHE/.tmp-$dir" ] && [ -f "$GUEST_CACHE/$dir/.done" ]; then
+    if [ -n "${VIRGA_KEEP_BUILD:-}" ]; then
+      log "$name: build tree kept in $GUEST_CACHE/.tmp-$dir"
+    else
+      rm -rf "$GUEST_CACHE/.tmp-$dir"
+    fi
+  fi
 }
 
 build_once() {
@@ -90,11 +98,6 @@ build_once() {
   echo $((SECONDS - start)) >"$tmp/out/build-seconds"
   touch "$tmp/out/.done"
   mv -T "$tmp/out" "$out"
-  if [ -n "${VIRGA_KEEP_BUILD:-}" ]; then
-    log "$name: build tree kept in $tmp"
-  else
-    rm -rf "$tmp"
-  fi
   log "$name: built in $(cat "$out/build-seconds") s"
 }
 

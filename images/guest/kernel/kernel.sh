@@ -21,9 +21,12 @@ make_kernel() {
     patch -d "$src" -p1 --forward --quiet <"$p" ||
       die "kernel: patch $(basename "$p") does not apply to $(pkg_version linux-source-6.12)"
   done
-  # Fixed build identity, so the same inputs give the same `uname -v` and banner.
+  # A fixed build identity (the timestamp is the source tarball's, as the package shipped it),
+  # so the same inputs give the same bytes: banner, `uname -v`, the built-in initramfs.
+  local stamp
+  stamp=$(date -u -d "@$(stat -c %Y "$tarball")" '+%Y-%m-%d %H:%M:%S UTC')
   local mk=(make -C "$src" O="$tmp/obj" ARCH=x86_64 KBUILD_BUILD_USER=virga KBUILD_BUILD_HOST=virga
-    KBUILD_BUILD_TIMESTAMP="$(pkg_version linux-source-6.12)")
+    KBUILD_BUILD_TIMESTAMP="$stamp")
   mkdir -p "$tmp/obj"
   {
     "${mk[@]}" tinyconfig &&
