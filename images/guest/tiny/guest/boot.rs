@@ -72,9 +72,22 @@ irq_other:
     popq %rax
     iretq
 
-    /* CPU exceptions: nothing here expects one, so report it as a guest panic. */
-    .global exception_entry
-exception_entry:
+    /* CPU exceptions: nothing here expects one, so report it (with its vector) as a guest
+       panic. One 16-byte stub per vector pushes the vector number. */
+    .p2align 4
+    .global exception_stubs
+exception_stubs:
+    .set vector, 0
+    .rept 32
+    .p2align 4
+    pushq $vector
+    jmp exception_common
+    .set vector, vector + 1
+    .endr
+exception_common:
+    popq %rdi                   /* vector */
+    movq (%rsp), %rsi           /* faulting RIP, or the error code for vectors that push one */
+    movq 8(%rsp), %rdx          /* faulting RIP when there is an error code */
     andq $-16, %rsp
     call tiny_exception
 2:  hlt

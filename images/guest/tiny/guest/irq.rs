@@ -37,11 +37,14 @@ static mut IDT: Idt = Idt([EMPTY; VECTORS]);
 unsafe extern "C" {
     fn irq_timer();
     fn irq_other();
-    fn exception_entry();
+    fn exception_stubs();
 }
 
 fn gate(handler: unsafe extern "C" fn()) -> Gate {
-    let a = handler as usize as u64;
+    gate_at(handler as usize as u64)
+}
+
+fn gate_at(a: u64) -> Gate {
     Gate {
         offset_low: a as u16,
         selector: 0x08,
@@ -73,7 +76,7 @@ pub fn init() {
         let handler = match v {
             0x20 => gate(irq_timer),
             v if v >= 0x20 => gate(irq_other),
-            _ => gate(exception_entry),
+            _ => gate_at(exception_stubs as usize as u64 + 16 * v as u64),
         };
         // SAFETY: one vCPU, interrupts off: nothing else touches the IDT while it is built.
         unsafe { (*idt).0[v] = handler };

@@ -38,10 +38,16 @@ pub extern "C" fn tiny_main(start_info: u32) -> ! {
     console::run()
 }
 
-/// An unexpected CPU exception (entered from `exception_entry` in boot.rs).
+/// An unexpected CPU exception (entered from `exception_stubs` in boot.rs).
 #[unsafe(no_mangle)]
-pub extern "C" fn tiny_exception() -> ! {
-    serial::print("tiny: unexpected exception\n");
+pub extern "C" fn tiny_exception(vector: u64, frame0: u64, frame1: u64) -> ! {
+    serial::print("tiny: unexpected exception ");
+    serial::print_dec(vector);
+    serial::print(" frame ");
+    serial::print_hex(frame0);
+    serial::print(" ");
+    serial::print_hex(frame1);
+    serial::print("\n");
     console::panic()
 }
 
