@@ -76,8 +76,12 @@ pub fn load(mem: &GuestMemoryMmap, cfg: &VmConfig, rsdp: Option<u64>) -> Result<
         source,
     };
     let mut kernel = File::open(&cfg.kernel).map_err(kernel_err)?;
-    if kernel.metadata().map_err(kernel_err)?.is_dir() {
+    let meta = kernel.metadata().map_err(kernel_err)?;
+    if meta.is_dir() {
         return Err(kernel_err(std::io::Error::other("is a directory")));
+    }
+    if meta.len() == 0 {
+        return Err(kernel_err(std::io::Error::other("is empty")));
     }
     let himem = Some(GuestAddress(layout::HIMEM_START));
 
