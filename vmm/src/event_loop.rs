@@ -16,6 +16,7 @@ type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 pub fn spawn(input: SerialInput, serial: Arc<Mutex<Serial>>) -> std::io::Result<()> {
     let sub: Subscriber = match input {
         SerialInput::None => return Ok(()),
+        SerialInput::Stdin if !stdin_pollable() => return Ok(()),
         SerialInput::Stdin => Arc::new(Mutex::new(StdinInput { serial })),
         SerialInput::Socket(listener, out) => Arc::new(Mutex::new(SocketInput {
             listener,
@@ -37,6 +38,18 @@ pub fn spawn(input: SerialInput, serial: Arc<Mutex<Serial>>) -> std::io::Result<
             }
         })?;
     Ok(())
+}
+
+/// Whether epoll can watch stdin: not a regular file, not /dev/null (as under CI or a bench).
+fn stdin_pollable() -> bool {
+    // SAFETY: fstat writes only into `st`; fd 0 may be closed, which fstat reports.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(0, &mut st) } != 0 {
+        return false;
+    }
+    let kind = st.st_mode & libc::S_IFMT;
+    let dev_null = kind == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3);
+    kind != libc::S_IFREG && kind != libc::S_IFDIR && !dev_null
 }
 
 fn feed(serial: &Mutex<Serial>, bytes: &[u8]) {
