@@ -103,6 +103,8 @@ struct Timings {
     start_monotonic_ns: u64,
     #[serde(flatten)]
     boot: crate::control::BootTimes,
+    /// Non-zero cumulative KVM vCPU counters (exits by kind), summed over vCPUs.
+    kvm: std::collections::BTreeMap<String, u64>,
 }
 
 fn init_logging() {
@@ -162,9 +164,16 @@ pub fn main() -> i32 {
     match result {
         Ok(outcome) => {
             if timings {
+                let kvm = outcome
+                    .kvm_stats
+                    .iter()
+                    .filter(|(_, v)| *v != 0)
+                    .cloned()
+                    .collect();
                 let report = Timings {
                     start_monotonic_ns: start_ns,
                     boot: outcome.timings,
+                    kvm,
                 };
                 if let Ok(json) = serde_json::to_string(&report) {
                     eprintln!("virga-vmm: timings {json}");

@@ -12,5 +12,6 @@ mod event_loop;
 pub mod layout;
 pub mod machine;
 pub mod state;
+pub mod stats;
 pub mod vcpu;
 pub mod vm;

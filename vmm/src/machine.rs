@@ -73,6 +73,8 @@ struct Context {
     boots: AtomicU32,
     /// First KVM_RUN of the current boot, µs since process start (0: not yet).
     first_run_us: AtomicU64,
+    /// KVM counters of the last finished boot.
+    kvm_stats: std::sync::Mutex<Vec<(String, u64)>>,
     start: Instant,
 }
 
@@ -105,6 +107,8 @@ pub struct Outcome {
     pub reason: StopReason,
     /// Boot timestamps of the last boot.
     pub timings: BootTimes,
+    /// KVM's cumulative per-vCPU counters of the last boot, summed over vCPUs (exits by kind).
+    pub kvm_stats: Vec<(String, u64)>,
 }
 
 /// Runs the VM described by `cfg`; `start` is the process start. Returns why it stopped.
@@ -149,6 +153,7 @@ pub fn run(cfg: VmConfig, start: Instant) -> Result<Outcome, VmmError> {
         legacy,
         boots: AtomicU32::new(0),
         first_run_us: AtomicU64::new(0),
+        kvm_stats: Default::default(),
         start,
     });
     if let Some(path) = &ctx.cfg.control_socket {
@@ -165,9 +170,12 @@ pub fn run(cfg: VmConfig, start: Instant) -> Result<Outcome, VmmError> {
             ctx.shared.begin_boot();
             continue;
         }
+        let kvm_stats =
+            std::mem::take(&mut *ctx.kvm_stats.lock().unwrap_or_else(|e| e.into_inner()));
         return Ok(Outcome {
             reason,
             timings: timings(&ctx),
+            kvm_stats,
         });
     }
 }
@@ -230,11 +238,14 @@ fn boot_once(
         .started(threads.iter().map(|t| t.as_pthread_t()).collect());
     let reason = ctx.shared.wait_for_stop();
     ctx.shared.forget_vcpus();
+    let mut stats = Vec::new();
     for t in threads {
-        if t.join().is_err() {
-            tracing::error!("a vCPU thread panicked");
+        match t.join() {
+            Ok(s) => crate::stats::merge(&mut stats, s),
+            Err(_) => tracing::error!("a vCPU thread panicked"),
         }
     }
+    *ctx.kvm_stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
     // Tearing the VM down costs ~20 ms in the kernel here (in-kernel PIC, IOAPIC and PIT
     // each wait for an SRCU grace period); it is paid at process exit either way.
     drop(vm);

@@ -156,8 +156,9 @@ impl Vcpu {
         Ok(())
     }
 
-    /// Runs until the guest stops; reports the stop to `shared`.
-    pub fn run(mut self, shared: &Shared, on_first_run: impl FnOnce()) {
+    /// Runs until the guest stops; reports the stop to `shared`. Returns KVM's counters for
+    /// this vCPU (empty where the kernel has no stats fd).
+    pub fn run(mut self, shared: &Shared, on_first_run: impl FnOnce()) -> Vec<(String, u64)> {
         set_thread_kvm_run(self.fd.get_kvm_run());
         let mut first = Some(on_first_run);
         while shared.vcpu_may_run() {
@@ -173,6 +174,10 @@ impl Vcpu {
             }
         }
         set_thread_kvm_run(std::ptr::null_mut());
+        crate::stats::read(&self.fd).unwrap_or_else(|e| {
+            tracing::debug!("vCPU {}: {e}", self.id);
+            Vec::new()
+        })
     }
 
     fn run_once(&mut self) -> Exit {
