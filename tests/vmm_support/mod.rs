@@ -98,6 +98,23 @@ impl Vmm {
         }
     }
 
+    /// Like [`Vmm::wait_for`], but returns `None` on timeout or end of output.
+    pub fn try_wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).ok()?;
+            self.seen.push(line.clone());
+            if pred(&line) {
+                return Some(line);
+            }
+        }
+    }
+
     /// Waits for a line that starts with `prefix`.
     pub fn wait_prefix(&mut self, prefix: &str) -> String {
         self.wait_for(Duration::from_secs(20), |l| l.starts_with(prefix))
