@@ -220,6 +220,7 @@ impl Vcpu {
                 )))
             }
             Ok(VcpuExit::Intr) => Exit::Interrupted,
+            Ok(VcpuExit::InternalError) => Exit::Stop(StopReason::Error(self.internal_error())),
             Ok(other) => {
                 let what = format!("{other:?}");
                 Exit::Stop(StopReason::Error(format!(
@@ -233,6 +234,36 @@ impl Vcpu {
             }
             Err(e) => Exit::Stop(StopReason::Error(format!("vCPU {}: KVM_RUN: {e}", self.id))),
         }
+    }
+}
+
+impl Vcpu {
+    /// Describes a KVM_EXIT_INTERNAL_ERROR: suberror, RIP and, for an emulation failure
+    /// reported with KVM_CAP_EXIT_ON_EMULATION_FAILURE, the instruction bytes.
+    fn internal_error(&mut self) -> String {
+        // SAFETY: KVM filled the `internal` member of the union for this exit.
+        let internal = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal };
+        let rip = self.fd.get_regs().map(|r| r.rip).unwrap_or(0);
+        let mut text = format!(
+            "vCPU {}: KVM internal error {} at RIP {rip:#x}",
+            self.id, internal.suberror
+        );
+        let ndata = (internal.ndata as usize).min(internal.data.len());
+        if internal.suberror == kvm_bindings::KVM_INTERNAL_ERROR_EMULATION && ndata >= 3 {
+            // data[0]: flags, data[1]: instruction length, data[2..]: the bytes.
+            let len = (internal.data[1] as usize).min(15);
+            let bytes: Vec<u8> = internal.data[2..ndata]
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .take(len)
+                .collect();
+            let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            text.push_str(&format!(
+                " (instruction emulation failed: {})",
+                hex.join(" ")
+            ));
+        }
+        text
     }
 }
 

@@ -8,6 +8,9 @@ use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 /// Where KVM keeps its TSS (three pages in the MMIO hole, below the IOAPIC).
 const TSS_ADDR: usize = 0xfffb_d000;
 
+/// Environment variable that makes the VMM stop at the first failed instruction emulation.
+pub const EXIT_ON_EMULATION_FAILURE: &str = "VIRGA_EXIT_ON_EMULATION_FAILURE";
+
 /// Errors creating a VM.
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -63,6 +66,18 @@ impl Vm {
             ..Default::default()
         };
         vm.fd.create_pit2(pit).map_err(kvm("KVM_CREATE_PIT2"))?;
+        if std::env::var_os(EXIT_ON_EMULATION_FAILURE).is_some() {
+            // Diagnostics: stop at the first instruction KVM cannot emulate, with its bytes,
+            // instead of KVM's own handling (docs/vmm.md, "Linux on kvm_pvm").
+            let cap = kvm_bindings::kvm_enable_cap {
+                cap: kvm_bindings::KVM_CAP_EXIT_ON_EMULATION_FAILURE,
+                args: [1, 0, 0, 0],
+                ..Default::default()
+            };
+            if let Err(e) = vm.fd.enable_cap(&cap) {
+                tracing::warn!("KVM_CAP_EXIT_ON_EMULATION_FAILURE: {e}");
+            }
+        }
         Ok(vm)
     }
 
