@@ -159,13 +159,14 @@ impl Vcpu {
     /// Runs until the guest stops; reports the stop to `shared`. Returns KVM's counters for
     /// this vCPU (empty where the kernel has no stats fd).
     pub fn run(mut self, shared: &Shared, on_first_run: impl FnOnce()) -> Vec<(String, u64)> {
+        let run: *const kvm_bindings::kvm_run = self.fd.get_kvm_run();
         set_thread_kvm_run(self.fd.get_kvm_run());
         let mut first = Some(on_first_run);
         while shared.vcpu_may_run() {
             if let Some(f) = first.take() {
                 f();
             }
-            match self.run_once() {
+            match self.run_once(run) {
                 Exit::Handled | Exit::Interrupted => {}
                 Exit::Stop(reason) => {
                     shared.request_stop(reason);
@@ -180,16 +181,21 @@ impl Vcpu {
         })
     }
 
-    fn run_once(&mut self) -> Exit {
+    /// `run` is this vCPU's `kvm_run` page, read for the access size of string I/O.
+    fn run_once(&mut self, run: *const kvm_bindings::kvm_run) -> Exit {
         match self.fd.run() {
             Ok(VcpuExit::IoIn(port, data)) => {
-                if !self.pio.read(port.into(), data) {
-                    data.fill(0xff);
+                for access in data.chunks_mut(io_size(run)) {
+                    if !self.pio.read(port.into(), access) {
+                        access.fill(0xff);
+                    }
                 }
                 Exit::Handled
             }
             Ok(VcpuExit::IoOut(port, data)) => {
-                self.pio.write(port.into(), data);
+                for access in data.chunks(io_size(run)) {
+                    self.pio.write(port.into(), access);
+                }
                 Exit::Handled
             }
             Ok(VcpuExit::MmioRead(addr, data)) => {
@@ -235,6 +241,15 @@ impl Vcpu {
             Err(e) => Exit::Stop(StopReason::Error(format!("vCPU {}: KVM_RUN: {e}", self.id))),
         }
     }
+}
+
+/// Bytes per access of the current KVM_EXIT_IO: `rep outsb`/`insb` bring `count` accesses in
+/// one exit, and kvm-ioctls hands over all `size * count` bytes as one slice.
+fn io_size(run: *const kvm_bindings::kvm_run) -> usize {
+    // SAFETY: `run` is this vCPU's kvm_run mapping (alive as long as the VcpuFd), and KVM
+    // filled its `io` member for the KVM_EXIT_IO being handled.
+    let size = unsafe { (*run).__bindgen_anon_1.io.size };
+    usize::from(size).max(1)
 }
 
 impl Vcpu {

@@ -19,6 +19,16 @@ pub fn outb(port: u16, value: u8) {
     unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
 }
 
+/// Writes `bytes` to one I/O port with `rep outsb`.
+pub fn outsb(port: u16, bytes: &[u8]) {
+    // SAFETY: reads `bytes.len()` bytes from the slice and writes them to the port; the
+    // direction flag is clear (the ABI guarantees it).
+    unsafe {
+        asm!("rep outsb", in("dx") port, inout("rsi") bytes.as_ptr() => _,
+             inout("rcx") bytes.len() => _, options(readonly, nostack, preserves_flags))
+    }
+}
+
 /// Reads one byte from an I/O port.
 pub fn inb(port: u16) -> u8 {
     let value: u8;
