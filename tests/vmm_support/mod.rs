@@ -183,9 +183,14 @@ impl Drop for Vmm {
 
 fn lines_of<R: std::io::Read + Send + 'static>(r: R) -> Receiver<String> {
     let (tx, rx) = channel();
+    // VIRGA_TEST_CONSOLE=1 echoes guest output as it arrives (for watching long Linux boots).
+    let echo = std::env::var_os("VIRGA_TEST_CONSOLE").is_some();
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines() {
             let Ok(line) = line else { break };
+            if echo {
+                eprintln!("| {line}");
+            }
             if tx.send(line).is_err() {
                 break;
             }
