@@ -1,7 +1,10 @@
 //! Linux boots with the minimal kernel and initramfs that `images/guest/build.sh` (run by
-//! `scripts/setup.sh`) leaves in ~/.cache/virga/guest/current/: once through PVH (vmlinux) and
-//! once through the 64-bit boot protocol (bzImage), each with 2 vCPUs and 4.5 GiB, checking what
-//! the kernel itself prints: the console, both CPUs, the memory, ACPI S5, and `Run /init`.
+//! `scripts/setup.sh`) leaves in ~/.cache/virga/guest/current/, checking what the kernel itself
+//! prints: the console, both CPUs, the memory, ACPI S5, and `Run /init`. Once through PVH
+//! (vmlinux) with 2 vCPUs and 4.5 GiB (RAM on both sides of the 3-4 GiB hole), once through the
+//! 64-bit boot protocol (bzImage) with 2 vCPUs and 512 MiB: a bzImage first decompresses itself
+//! under the emulator, and initialising 4.5 GiB of page structures on top of that would cost
+//! CI many more minutes for nothing the PVH boot does not already check.
 //!
 //! Here /dev/kvm is kvm_pvm: a stock kernel's ring-0 code runs in KVM's instruction emulator
 //! (minutes per boot). Measured with this VMM (docs/vmm.md), such a kernel gets through CPU,
@@ -21,11 +24,10 @@ use vmm_support::{Vmm, kvm_available};
 const CMDLINE: &str = "console=ttyS0 noxsave clearcpuid=smap,smep,popcnt,fsgsbase,rdpid,pku,\
 xsave,xsaves,xsaveopt,xsavec,clflushopt,clwb,avx,avx2,bmi1,bmi2,movbe,rdrand,rdseed,pcid,invpcid,\
 erms,fsrm,sha_ni,aes,pclmulqdq,vaes,vpclmulqdq,adx,f16c,fma,umip panic=-1";
-const MEMORY_MIB: u64 = 4608;
 /// Boots take minutes under the emulator; this bounds a hung one.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const BOOT_TIMEOUT: Duration = Duration::from_secs(25 * 60);
 /// How long to wait for `Run /init` after the kernel's last milestone on kvm_pvm.
-const PVM_INIT_WAIT: Duration = Duration::from_secs(8 * 60);
+const PVM_INIT_WAIT: Duration = Duration::from_secs(3 * 60);
 
 fn artifacts() -> Option<PathBuf> {
     let base = std::env::var_os("VIRGA_CACHE")
@@ -53,14 +55,14 @@ fn kvm_pvm() -> bool {
     std::path::Path::new("/sys/module/kvm_pvm").exists()
 }
 
-fn boot_and_check(kernel: &str, test: &str) {
+fn boot_and_check(kernel: &str, memory_mib: u64, test: &str) {
     if !kvm_available(test) {
         return;
     }
     let Some(dir) = artifacts() else { return };
     let kernel = dir.join(kernel);
     let initrd = dir.join("initramfs.cpio.gz");
-    let mem = MEMORY_MIB.to_string();
+    let mem = memory_mib.to_string();
     let mut vm = Vmm::spawn([
         "--kernel",
         kernel.to_str().unwrap(),
@@ -93,7 +95,7 @@ fn boot_and_check(kernel: &str, test: &str) {
         .and_then(|m| m.split('K').next())
         .and_then(|k| k.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no Memory: line in the kernel log:\n{log}"));
-    let expected_k = MEMORY_MIB * 1024;
+    let expected_k = memory_mib * 1024;
     assert!(
         total_k <= expected_k && total_k + 4096 >= expected_k,
         "kernel saw {total_k} KiB of RAM, expected about {expected_k} KiB"
@@ -120,10 +122,10 @@ fn boot_and_check(kernel: &str, test: &str) {
 
 #[test]
 fn linux_pvh_vmlinux_boots_to_init() {
-    boot_and_check("vmlinux", "linux_pvh_vmlinux_boots_to_init");
+    boot_and_check("vmlinux", 4608, "linux_pvh_vmlinux_boots_to_init");
 }
 
 #[test]
 fn linux_bzimage_boots_to_init() {
-    boot_and_check("bzImage", "linux_bzimage_boots_to_init");
+    boot_and_check("bzImage", 512, "linux_bzimage_boots_to_init");
 }

@@ -53,6 +53,8 @@ impl StopReason {
 struct Inner {
     state: RunState,
     stop: Option<StopReason>,
+    /// A `kill` survives a guest reset: the next boot must not start.
+    killed: bool,
     parked: usize,
     vcpus: Vec<libc::pthread_t>,
 }
@@ -108,6 +110,7 @@ impl Shared {
             inner: Mutex::new(Inner {
                 state: RunState::Starting,
                 stop: None,
+                killed: false,
                 parked: 0,
                 vcpus: Vec::new(),
             }),
@@ -145,6 +148,7 @@ impl Shared {
     /// Asks the guest to stop; the first reason wins.
     pub fn request_stop(&self, reason: StopReason) {
         let mut g = self.lock();
+        g.killed |= reason == StopReason::Killed;
         if g.stop.is_none() {
             tracing::debug!(?reason, "guest stopping");
             g.stop = Some(reason);
@@ -168,8 +172,12 @@ impl Shared {
     /// Starts over after a guest reset: no stop reason, not yet running.
     pub fn begin_boot(&self) {
         let mut g = self.lock();
-        g.stop = None;
-        g.state = RunState::Starting;
+        g.stop = g.killed.then_some(StopReason::Killed);
+        g.state = if g.killed {
+            RunState::Stopping
+        } else {
+            RunState::Starting
+        };
         g.parked = 0;
     }
 
@@ -248,6 +256,19 @@ mod tests {
         assert_eq!(s.wait_for_stop(), StopReason::Panic);
         assert_eq!(s.wait_for_stop().exit_code(), 4);
         assert!(!s.vcpu_may_run());
+    }
+
+    #[test]
+    fn a_kill_during_a_reset_is_not_forgotten() {
+        let s = Shared::new();
+        s.request_stop(StopReason::Reset);
+        s.request_stop(StopReason::Killed);
+        s.begin_boot();
+        assert_eq!(s.wait_for_stop(), StopReason::Killed);
+        let s = Shared::new();
+        s.request_stop(StopReason::Reset);
+        s.begin_boot();
+        assert!(s.vcpu_may_run());
     }
 
     #[test]
