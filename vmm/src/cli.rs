@@ -107,15 +107,6 @@ struct Timings {
     kvm: std::collections::BTreeMap<String, u64>,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VIRGA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// CLOCK_MONOTONIC now, in nanoseconds (comparable with a parent process's clock).
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -151,7 +142,7 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    init_logging();
+    crate::logging::init();
     let timings = args.timings;
     let cfg = match config(args) {
         Ok(c) => c,

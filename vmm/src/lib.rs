@@ -10,6 +10,7 @@ pub mod cpuid;
 mod device_manager;
 mod event_loop;
 pub mod layout;
+mod logging;
 pub mod machine;
 pub mod state;
 pub mod stats;

@@ -207,7 +207,19 @@ fn boot_once(
     ctx.boots.fetch_add(1, Ordering::Relaxed);
     ctx.first_run_us.store(0, Ordering::Relaxed);
     let vm = Vm::new(kvm, cfg.memory_bytes())?;
-    let vcpus = prepare(ctx, &vm, cpuid)?;
+    // The PIT's creation mostly waits in KVM: overlap it with loading the guest.
+    let vcpus = std::thread::scope(|s| {
+        let pit = s.spawn(|| vm.create_pit());
+        let vcpus = prepare(ctx, &vm, cpuid);
+        let pit = pit.join().unwrap_or_else(|_| {
+            Err(VmError::Kvm {
+                what: "PIT thread panicked",
+                source: kvm_ioctls::Error::new(libc::EIO),
+            })
+        });
+        pit?;
+        vcpus
+    })?;
 
     let mut threads = Vec::with_capacity(vcpus.len());
     for vcpu in vcpus {

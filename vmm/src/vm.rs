@@ -41,7 +41,8 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Creates the VM with `mem_size` bytes of RAM, its interrupt controllers and PIT.
+    /// Creates the VM with `mem_size` bytes of RAM and its interrupt controllers (the PIT
+    /// comes from [`Vm::create_pit`]).
     pub fn new(kvm_fd: &Kvm, mem_size: u64) -> Result<Self, VmError> {
         let fd = kvm_fd.create_vm().map_err(kvm("creating the VM"))?;
         let ranges: Vec<_> = layout::ram_regions(mem_size)
@@ -61,11 +62,6 @@ impl Vm {
             .set_tss_address(TSS_ADDR)
             .map_err(kvm("KVM_SET_TSS_ADDR"))?;
         vm.fd.create_irq_chip().map_err(kvm("KVM_CREATE_IRQCHIP"))?;
-        let pit = kvm_pit_config {
-            flags: KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
-        vm.fd.create_pit2(pit).map_err(kvm("KVM_CREATE_PIT2"))?;
         if std::env::var_os(EXIT_ON_EMULATION_FAILURE).is_some() {
             // Diagnostics: stop at the first instruction KVM cannot emulate, with its bytes,
             // instead of KVM's own handling (docs/vmm.md, "Linux on kvm_pvm").
@@ -79,6 +75,17 @@ impl Vm {
             }
         }
         Ok(vm)
+    }
+
+    /// Creates the in-kernel PIT. Like the irqchip it registers I/O devices with KVM behind an
+    /// SRCU grace period (0.1-7 ms here, depending on host load), so callers run it alongside
+    /// other set-up; it must exist before the first KVM_RUN.
+    pub fn create_pit(&self) -> Result<(), VmError> {
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        self.fd.create_pit2(pit).map_err(kvm("KVM_CREATE_PIT2"))
     }
 
     fn register_memory(&self) -> Result<(), VmError> {
