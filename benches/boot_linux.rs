@@ -2,7 +2,9 @@
 //! 128 MiB: wall time from spawning `virga-vmm` to the kernel's `Run /init`, to the init's
 //! boot-progress mark 123 where the host lets userspace run, and to process exit, plus KVM's
 //! per-vCPU counters (exits by kind) read from its binary stats fd. One run by default (each
-//! takes minutes on kvm_pvm); `VIRGA_BENCH_RUNS=n` for more.
+//! takes minutes on kvm_pvm); `VIRGA_BENCH_RUNS=n` for more. A boot that has not ended after
+//! `VIRGA_BENCH_LIMIT_S` seconds (default 600: on kvm_pvm the kernel can stall in KVM's
+//! emulator) is stopped through the control socket, which still reports the counters.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -41,8 +43,19 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     for run in 1..=runs {
+        let limit = Duration::from_secs(
+            std::env::var("VIRGA_BENCH_LIMIT_S")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(600),
+        );
+        let dir_ctl =
+            std::env::temp_dir().join(format!("virga-bench-{}-{run}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&dir_ctl);
         let t0 = Instant::now();
         let mut child = Command::new(VMM)
+            .arg("--control-socket")
+            .arg(&dir_ctl)
             .arg("--kernel")
             .arg(dir.join("bzImage"))
             .arg("--initrd")
@@ -54,16 +67,32 @@ fn main() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawning virga-vmm");
-        let mut run_init = None;
-        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-            let Ok(line) = line else { break };
-            if run_init.is_none() && line.contains("Run /init as init process") {
-                run_init = Some(t0.elapsed());
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut run_init, mut last) = (None, String::new());
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if run_init.is_none() && line.contains("Run /init as init process") {
+                    run_init = Some(t0.elapsed());
+                }
+                last = line;
             }
-            // On kvm_pvm the init dies at its first system call and the kernel panics and
-            // reboots (panic=-1, --on-reset exit): the process ends by itself.
-        }
-        let status = child.wait().expect("waiting for virga-vmm");
+            (run_init, last)
+        });
+        // On kvm_pvm the init dies at its first system call and the kernel panics and reboots
+        // (panic=-1, --on-reset exit), so the process ends by itself, unless the kernel stalls.
+        let mut stopped = false;
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("waiting for virga-vmm") {
+                break s;
+            }
+            if !stopped && t0.elapsed() > limit {
+                stopped = true;
+                let _ = vmm::control::send(&dir_ctl, &vmm::control::Request::Kill);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let (run_init, last) = reader.join().unwrap_or_default();
         let exit = t0.elapsed();
         let mut stderr = String::new();
         let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
@@ -75,6 +104,12 @@ fn main() {
             "boot_linux run {run}/{runs}: bzImage + initramfs, 1 vCPU, 128 MiB, exit status {:?}",
             status.code()
         );
+        if stopped {
+            println!(
+                "  stopped after {} (limit); last console line: {last:?}",
+                secs(limit)
+            );
+        }
         match run_init {
             Some(d) => println!("  spawn -> Run /init      {}", secs(d)),
             None => println!("  spawn -> Run /init      not reached"),
