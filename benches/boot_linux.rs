@@ -69,15 +69,17 @@ fn main() {
             .expect("spawning virga-vmm");
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
-            let (mut run_init, mut last) = (None, String::new());
+            let (mut run_init, mut last, mut after_init) = (None, String::new(), Vec::new());
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if run_init.is_none() && line.contains("Run /init as init process") {
                     run_init = Some(t0.elapsed());
+                } else if run_init.is_some() && after_init.len() < 6 {
+                    after_init.push(line.clone());
                 }
                 last = line;
             }
-            (run_init, last)
+            (run_init, last, after_init)
         });
         // On kvm_pvm the init dies at its first system call and the kernel panics and reboots
         // (panic=-1, --on-reset exit), so the process ends by itself, unless the kernel stalls.
@@ -92,7 +94,7 @@ fn main() {
             }
             std::thread::sleep(Duration::from_millis(200));
         };
-        let (run_init, last) = reader.join().unwrap_or_default();
+        let (run_init, last, after_init) = reader.join().unwrap_or_default();
         let exit = t0.elapsed();
         let mut stderr = String::new();
         let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
@@ -111,7 +113,12 @@ fn main() {
             );
         }
         match run_init {
-            Some(d) => println!("  spawn -> Run /init      {}", secs(d)),
+            Some(d) => {
+                println!("  spawn -> Run /init      {}", secs(d));
+                for l in &after_init {
+                    println!("    | {l}");
+                }
+            }
             None => println!("  spawn -> Run /init      not reached"),
         }
         let ready = timings.as_ref().and_then(|t| {
