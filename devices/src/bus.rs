@@ -51,7 +51,9 @@ impl Bus {
         if len == 0 {
             return Err(BusError::ZeroLength(base));
         }
-        let end = base.checked_add(len).ok_or(BusError::Overflow { base, len })?;
+        let end = base
+            .checked_add(len)
+            .ok_or(BusError::Overflow { base, len })?;
         let overlaps = self
             .devices
             .keys()
@@ -66,7 +68,12 @@ impl Bus {
     fn resolve(&self, addr: u64, size: usize) -> Option<(u64, &SharedDevice)> {
         let (range, dev) = self
             .devices
-            .range(..=Range { base: addr, len: u64::MAX })
+            .range(
+                ..=Range {
+                    base: addr,
+                    len: u64::MAX,
+                },
+            )
             .next_back()?;
         let offset = addr - range.base;
         (offset.checked_add(size as u64)? <= range.len).then_some((offset, dev))
@@ -139,10 +146,19 @@ mod tests {
         let mut bus = Bus::new();
         let d = || Arc::new(Mutex::new(Rec::default())) as SharedDevice;
         bus.insert(d(), 0x10, 0x10).unwrap();
-        assert_eq!(bus.insert(d(), 0x1f, 2), Err(BusError::Overlap { base: 0x1f, len: 2 }));
-        assert_eq!(bus.insert(d(), 0x8, 9), Err(BusError::Overlap { base: 0x8, len: 9 }));
+        assert_eq!(
+            bus.insert(d(), 0x1f, 2),
+            Err(BusError::Overlap { base: 0x1f, len: 2 })
+        );
+        assert_eq!(
+            bus.insert(d(), 0x8, 9),
+            Err(BusError::Overlap { base: 0x8, len: 9 })
+        );
         assert_eq!(bus.insert(d(), 0x40, 0), Err(BusError::ZeroLength(0x40)));
-        assert!(matches!(bus.insert(d(), u64::MAX, 2), Err(BusError::Overflow { .. })));
+        assert!(matches!(
+            bus.insert(d(), u64::MAX, 2),
+            Err(BusError::Overflow { .. })
+        ));
         bus.insert(d(), 0x20, 1).unwrap();
     }
 }

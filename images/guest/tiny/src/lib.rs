@@ -1,2 +1,12 @@
 //! The tiny ring-0 test guest. `build.rs` compiles `guest/` into a PVH ELF; this crate only
 //! tells tests and benches where it is.
+//!
+//! The guest prints [`MARKER`] on COM1 once it runs in 64-bit mode, then reports its memory
+//! and vCPUs, runs the `;`-separated commands found on its command line, and answers commands
+//! typed on COM1 (see `guest/console.rs` for the list).
+
+/// Path of the built guest ELF (PVH entry).
+pub const PATH: &str = env!("VIRGA_TINY_GUEST");
+
+/// The line the guest prints when it is up.
+pub const MARKER: &str = "VIRGA-TINY READY";

@@ -1,0 +1,165 @@
+//! Commands: first those on the PVH command line (separated by `;`), then lines typed on COM1.
+//! Ctrl-Alt-Del on the i8042 (the VMM's `shutdown`) powers off.
+//!
+//! To add a command, add a line to `COMMANDS`.
+
+use crate::io::{ACPI_SLEEP_CONTROL, I8042_COMMAND, PVPANIC, outb};
+use crate::serial::{print, print_bytes, print_dec, try_getc};
+use crate::{cpus, irq, kbd::Keyboard, pvh};
+
+const LINE_MAX: usize = 256;
+/// SLP_TYP 5 (the DSDT's `_S5_`) | SLP_EN.
+const SLEEP_S5: u8 = (5 << 2) | (1 << 5);
+
+type Handler = fn(&[u8]);
+
+const COMMANDS: &[(&str, Handler, &str)] = &[
+    ("echo", echo, "echo <text>: print <text>"),
+    ("mem", |_| pvh::report_memory(), "mem: memory from the PVH memory map"),
+    ("cpus", |_| cpus::report(), "cpus: vCPUs from the MADT or MP table"),
+    ("ticks", ticks, "ticks [n]: print `tick <i>` 10 times a second, n times or until input"),
+    ("poweroff", |_| poweroff(), "poweroff: ACPI S5 through port 0x600"),
+    ("reset", |_| reset(), "reset: i8042 CPU reset (0xfe to port 0x64)"),
+    ("panic", |_| panic(), "panic: report a panic through pvpanic"),
+    ("triplefault", |_| irq::triple_fault(), "triplefault: fault with no IDT"),
+    ("help", help, "help: this list"),
+];
+
+/// Runs the command line, then serves COM1 forever.
+pub fn run() -> ! {
+    let mut line = Line::default();
+    pvh::cmdline(|b| {
+        if b == b';' {
+            line.finish();
+        } else {
+            line.push(b);
+        }
+    });
+    line.finish();
+
+    let mut keyboard = Keyboard::default();
+    loop {
+        while let Some(b) = try_getc() {
+            match b {
+                b'\r' | b'\n' => line.finish(),
+                0x08 | 0x7f => line.pop(),
+                _ => line.push(b),
+            }
+        }
+        if keyboard.poll() {
+            print("ctrl-alt-del: powering off\n");
+            poweroff();
+        }
+        irq::wait();
+    }
+}
+
+struct Line {
+    buf: [u8; LINE_MAX],
+    len: usize,
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Self { buf: [0; LINE_MAX], len: 0 }
+    }
+}
+
+impl Line {
+    fn push(&mut self, b: u8) {
+        if self.len < LINE_MAX {
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+    }
+
+    fn pop(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+
+    fn finish(&mut self) {
+        let len = core::mem::take(&mut self.len);
+        execute(self.buf[..len].trim_ascii());
+    }
+}
+
+fn execute(line: &[u8]) {
+    if line.is_empty() {
+        return;
+    }
+    let (name, args) = match line.iter().position(|&b| b == b' ') {
+        Some(i) => (&line[..i], line[i + 1..].trim_ascii()),
+        None => (line, &[][..]),
+    };
+    match COMMANDS.iter().find(|(n, _, _)| n.as_bytes() == name) {
+        Some((_, handler, _)) => handler(args),
+        None => {
+            print("unknown command: ");
+            print_bytes(name);
+            print("\n");
+        }
+    }
+}
+
+fn echo(args: &[u8]) {
+    print_bytes(args);
+    print("\n");
+}
+
+fn help(_: &[u8]) {
+    for (_, _, text) in COMMANDS {
+        print(text);
+        print("\n");
+    }
+}
+
+fn parse_dec(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then_some(())?;
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+/// Steady progress the pause test can watch: one line per 10 PIT ticks at 100 Hz.
+fn ticks(args: &[u8]) {
+    let count = parse_dec(args).unwrap_or(u64::MAX);
+    irq::start_timer(100);
+    let mut next = irq::ticks() + 10;
+    let mut printed = 0;
+    while printed < count {
+        if try_getc().is_some() {
+            break;
+        }
+        if irq::ticks() >= next {
+            print("tick ");
+            print_dec(printed);
+            print("\n");
+            printed += 1;
+            next += 10;
+        }
+        irq::wait();
+    }
+    irq::stop_timer();
+    print("ticks done\n");
+}
+
+fn poweroff() {
+    outb(ACPI_SLEEP_CONTROL, SLEEP_S5);
+    print("poweroff: still running\n");
+}
+
+fn reset() {
+    outb(I8042_COMMAND, 0xfe);
+    print("reset: still running\n");
+}
+
+/// Reports a panic to the VMM (pvpanic bit 0) and stops.
+pub fn panic() -> ! {
+    outb(PVPANIC, 1);
+    loop {
+        irq::wait();
+    }
+}

@@ -1,0 +1,228 @@
+//! Minimal ACPI tables so a stock kernel finds its vCPUs and can power off: RSDP, XSDT,
+//! FADT (hardware-reduced, with sleep control/status registers at ports 0x600/0x601), MADT,
+//! and a DSDT with `_S5_`, COM1 and the i8042. Written from `layout::ACPI_START`.
+
+pub mod aml;
+
+use crate::boot::mptable::checksum;
+use crate::layout;
+use devices::legacy;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
+
+const OEM_ID: &[u8; 6] = b"VIRGA ";
+const OEM_TABLE_ID: &[u8; 8] = b"VIRGAVMM";
+const CREATOR_ID: &[u8; 4] = b"VRGA";
+
+const FADT_REVISION: u8 = 6;
+const FADT_LEN: usize = 276;
+const FADT_FLAG_PWR_BUTTON: u32 = 1 << 4;
+const FADT_FLAG_SLP_BUTTON: u32 = 1 << 5;
+const FADT_FLAG_HW_REDUCED: u32 = 1 << 20;
+const IAPC_8042: u16 = 1 << 1;
+const IAPC_NO_VGA: u16 = 1 << 2;
+const GAS_SYSTEM_IO: u8 = 1;
+const GAS_ACCESS_BYTE: u8 = 1;
+const MADT_PCAT_COMPAT: u32 = 1;
+
+/// An ACPI table header followed by `body`, with length and checksum filled in.
+fn table(signature: &[u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(36 + body.len());
+    t.extend(signature);
+    t.extend(((36 + body.len()) as u32).to_le_bytes());
+    t.extend([revision, 0]);
+    t.extend(OEM_ID);
+    t.extend(OEM_TABLE_ID);
+    t.extend(1u32.to_le_bytes());
+    t.extend(CREATOR_ID);
+    t.extend(1u32.to_le_bytes());
+    t.extend(body);
+    t[9] = checksum(&t);
+    t
+}
+
+/// A Generic Address Structure for one byte-wide I/O port.
+fn gas_io(port: u16) -> [u8; 12] {
+    let mut g = [0u8; 12];
+    g[0] = GAS_SYSTEM_IO;
+    g[1] = 8;
+    g[3] = GAS_ACCESS_BYTE;
+    g[4..12].copy_from_slice(&u64::from(port).to_le_bytes());
+    g
+}
+
+/// The DSDT's definition block: what H5's virtio-mmio devices will be appended to.
+pub fn dsdt_body() -> Vec<u8> {
+    use aml::{device, eisa_id, integer, name, package, resource, resources, scope};
+    let com1 = device(
+        "COM1",
+        &[
+            name("_HID", eisa_id("PNP0501")),
+            name("_UID", integer(0)),
+            name(
+                "_CRS",
+                resources(&[
+                    resource::io(legacy::COM1_BASE, legacy::COM1_LEN as u8),
+                    resource::irq(legacy::COM1_IRQ as u8),
+                ]),
+            ),
+        ],
+    );
+    let ps2 = device(
+        "PS2K",
+        &[
+            name("_HID", eisa_id("PNP0303")),
+            name(
+                "_CRS",
+                resources(&[
+                    resource::io(legacy::I8042_BASE, 1),
+                    resource::io(legacy::I8042_BASE + 4, 1),
+                    resource::irq(legacy::I8042_IRQ as u8),
+                ]),
+            ),
+        ],
+    );
+    [
+        // SLP_TYPa/SLP_TYPb for S5, matching what the sleep control register accepts.
+        name(
+            "\\_S5_",
+            package(&[integer(legacy::SLEEP_S5.into()), integer(0)]),
+        ),
+        scope("\\_SB_", &[com1, ps2]),
+    ]
+    .concat()
+}
+
+fn fadt(dsdt: u64) -> Vec<u8> {
+    let mut b = vec![0u8; FADT_LEN - 36];
+    let at = |off: usize| off - 36;
+    b[at(109)..at(111)].copy_from_slice(&(IAPC_8042 | IAPC_NO_VGA).to_le_bytes());
+    let flags = FADT_FLAG_HW_REDUCED | FADT_FLAG_PWR_BUTTON | FADT_FLAG_SLP_BUTTON;
+    b[at(112)..at(116)].copy_from_slice(&flags.to_le_bytes());
+    b[at(131)] = 5; // FADT minor version: ACPI 6.5
+    b[at(140)..at(148)].copy_from_slice(&dsdt.to_le_bytes()); // X_DSDT
+    b[at(244)..at(256)].copy_from_slice(&gas_io(legacy::ACPI_SLEEP_BASE));
+    b[at(256)..at(268)].copy_from_slice(&gas_io(legacy::ACPI_SLEEP_BASE + 1));
+    b[at(268)..at(276)].copy_from_slice(b"VIRGAVMM");
+    table(b"FACP", FADT_REVISION, &b)
+}
+
+fn madt(cpus: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend(layout::LAPIC_ADDR.to_le_bytes());
+    b.extend(MADT_PCAT_COMPAT.to_le_bytes());
+    for id in 0..cpus {
+        // Processor local APIC: UID, APIC ID, flags (enabled).
+        b.extend([0, 8, id as u8, id as u8]);
+        b.extend(1u32.to_le_bytes());
+    }
+    // IOAPIC: ID after the vCPUs', address, GSI base 0.
+    b.extend([1, 12, cpus as u8, 0]);
+    b.extend(layout::IOAPIC_ADDR.to_le_bytes());
+    b.extend(0u32.to_le_bytes());
+    // Local APIC NMI on LINT1 of every processor.
+    b.extend([4, 6, 0xff, 0, 0, 1]);
+    table(b"APIC", 5, &b)
+}
+
+fn rsdp(xsdt: u64) -> Vec<u8> {
+    let mut r = Vec::with_capacity(36);
+    r.extend(b"RSD PTR ");
+    r.push(0);
+    r.extend(OEM_ID);
+    r.push(2); // revision: ACPI 2.0+ (XSDT)
+    r.extend(0u32.to_le_bytes()); // no RSDT
+    r.extend(36u32.to_le_bytes());
+    r.extend(xsdt.to_le_bytes());
+    r.extend([0, 0, 0, 0]);
+    r[8] = checksum(&r[..20]);
+    r[32] = checksum(&r);
+    r
+}
+
+fn align8(a: u64) -> u64 {
+    (a + 7) & !7
+}
+
+/// The tables and where each goes, RSDP first at `layout::ACPI_START`.
+pub fn build(cpus: u32) -> Vec<(u64, Vec<u8>)> {
+    let dsdt_addr = layout::ACPI_START + 64;
+    let dsdt = table(b"DSDT", 2, &dsdt_body());
+    let fadt_addr = align8(dsdt_addr + dsdt.len() as u64);
+    let fadt = fadt(dsdt_addr);
+    let madt_addr = align8(fadt_addr + fadt.len() as u64);
+    let madt = madt(cpus);
+    let xsdt_addr = align8(madt_addr + madt.len() as u64);
+    let xsdt_body: Vec<u8> = [fadt_addr, madt_addr]
+        .iter()
+        .flat_map(|a| a.to_le_bytes())
+        .collect();
+    let xsdt = table(b"XSDT", 1, &xsdt_body);
+    vec![
+        (layout::ACPI_START, rsdp(xsdt_addr)),
+        (dsdt_addr, dsdt),
+        (fadt_addr, fadt),
+        (madt_addr, madt),
+        (xsdt_addr, xsdt),
+    ]
+}
+
+/// Writes the tables for `cpus` vCPUs; returns the RSDP address.
+pub fn write(mem: &GuestMemoryMmap, cpus: u32) -> Result<u64, GuestMemoryError> {
+    for (addr, bytes) in build(cpus) {
+        mem.write_slice(&bytes, GuestAddress(addr))?;
+    }
+    Ok(layout::ACPI_START)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(d: &[u8]) -> u8 {
+        d.iter().fold(0u8, |a, &b| a.wrapping_add(b))
+    }
+
+    #[test]
+    fn tables_have_valid_checksums_and_fit_below_the_mp_table() {
+        let tables = build(crate::boot::mptable::MAX_CPUS);
+        let (_, rsdp) = &tables[0];
+        assert_eq!(sum(&rsdp[..20]), 0);
+        assert_eq!(sum(rsdp), 0);
+        for (_, t) in &tables[1..] {
+            assert_eq!(sum(t), 0, "{}", String::from_utf8_lossy(&t[..4]));
+            assert_eq!(
+                u32::from_le_bytes(t[4..8].try_into().unwrap()) as usize,
+                t.len()
+            );
+        }
+        let (addr, last) = tables.last().unwrap();
+        assert!(addr + last.len() as u64 <= layout::MPTABLE_START);
+    }
+
+    #[test]
+    fn fadt_points_at_dsdt_and_sleep_ports() {
+        let tables = build(2);
+        let dsdt_addr = tables[1].0;
+        let fadt = &tables[2].1;
+        assert_eq!(&fadt[..4], b"FACP");
+        assert_eq!(
+            u64::from_le_bytes(fadt[140..148].try_into().unwrap()),
+            dsdt_addr
+        );
+        assert_eq!(
+            u16::from_le_bytes(fadt[248..250].try_into().unwrap()),
+            0x600
+        );
+        assert_eq!(
+            u16::from_le_bytes(fadt[260..262].try_into().unwrap()),
+            0x601
+        );
+        let xsdt = &tables[4].1;
+        assert_eq!(u64::from_le_bytes(rsdp_xsdt(&tables[0].1)), tables[4].0);
+        assert_eq!(xsdt.len(), 36 + 16);
+    }
+
+    fn rsdp_xsdt(r: &[u8]) -> [u8; 8] {
+        r[24..32].try_into().unwrap()
+    }
+}

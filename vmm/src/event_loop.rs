@@ -1,0 +1,151 @@
+//! The device/event thread: one epoll loop (event-manager) over serial input sources. Later
+//! ioeventfds, taps and timers join it.
+
+use crate::device_manager::{SerialInput, SocketOut};
+use devices::legacy::Serial;
+use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Mutex};
+use vmm_sys_util::epoll::EventSet;
+
+type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
+/// Starts the event thread for `input` (nothing to do without input).
+pub fn spawn(input: SerialInput, serial: Arc<Mutex<Serial>>) -> std::io::Result<()> {
+    let sub: Subscriber = match input {
+        SerialInput::None => return Ok(()),
+        SerialInput::Stdin if !stdin_pollable() => return Ok(()),
+        SerialInput::Stdin => Arc::new(Mutex::new(StdinInput { serial })),
+        SerialInput::Socket(listener, out) => Arc::new(Mutex::new(SocketInput {
+            listener,
+            out,
+            client: None,
+            serial,
+        })),
+    };
+    let mut em: EventManager<Subscriber> = EventManager::new().map_err(std::io::Error::other)?;
+    em.add_subscriber(sub);
+    std::thread::Builder::new()
+        .name("virga-events".into())
+        .spawn(move || {
+            loop {
+                if let Err(e) = em.run() {
+                    tracing::warn!("event loop: {e:?}");
+                    return;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Whether epoll can watch stdin: not a regular file, not /dev/null (as under CI or a bench).
+fn stdin_pollable() -> bool {
+    // SAFETY: fstat writes only into `st`; fd 0 may be closed, which fstat reports.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(0, &mut st) } != 0 {
+        return false;
+    }
+    let kind = st.st_mode & libc::S_IFMT;
+    let dev_null = kind == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3);
+    kind != libc::S_IFREG && kind != libc::S_IFDIR && !dev_null
+}
+
+fn feed(serial: &Mutex<Serial>, bytes: &[u8]) {
+    let dropped = serial
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .queue_input(bytes);
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "serial input dropped: the guest is not reading its console"
+        );
+    }
+}
+
+struct StdinInput {
+    serial: Arc<Mutex<Serial>>,
+}
+
+impl MutEventSubscriber for StdinInput {
+    fn init(&mut self, ops: &mut EventOps) {
+        // epoll refuses regular files and /dev/null: then there is simply no console input.
+        if let Err(e) = ops.add(Events::new(&std::io::stdin(), EventSet::IN)) {
+            tracing::debug!("stdin not watched: {e:?}");
+        }
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        let mut buf = [0u8; 4096];
+        let n = if events.event_set().contains(EventSet::IN) {
+            std::io::stdin().lock().read(&mut buf).unwrap_or(0)
+        } else {
+            0
+        };
+        if n == 0 {
+            // EOF or hang-up: stop watching, or epoll would report it forever.
+            let _ = ops.remove(Events::empty(&std::io::stdin()));
+            return;
+        }
+        feed(&self.serial, &buf[..n]);
+    }
+}
+
+struct SocketInput {
+    listener: UnixListener,
+    out: SocketOut,
+    client: Option<UnixStream>,
+    serial: Arc<Mutex<Serial>>,
+}
+
+impl SocketInput {
+    fn drop_client(&mut self, ops: &mut EventOps) {
+        if let Some(c) = self.client.take() {
+            let _ = ops.remove(Events::empty(&c));
+        }
+        *self.out.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl MutEventSubscriber for SocketInput {
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(&self.listener, EventSet::IN)) {
+            tracing::warn!("serial socket not watched: {e:?}");
+        }
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        if events.fd() == self.listener.as_raw_fd() {
+            let Ok((stream, _)) = self.listener.accept() else {
+                return;
+            };
+            // The newest client takes the console over.
+            self.drop_client(ops);
+            let copy = stream
+                .try_clone()
+                .and_then(|c| c.set_nonblocking(true).map(|_| c));
+            match (copy, ops.add(Events::new(&stream, EventSet::IN))) {
+                (Ok(out), Ok(())) => {
+                    *self.out.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+                    self.client = Some(stream);
+                }
+                (a, b) => {
+                    tracing::warn!("serial socket client refused: {:?} {:?}", a.err(), b.err())
+                }
+            }
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        let n = match self.client.as_mut() {
+            Some(c) if events.event_set().contains(EventSet::IN) => c.read(&mut buf).unwrap_or(0),
+            _ => 0,
+        };
+        if n == 0 {
+            self.drop_client(ops);
+            return;
+        }
+        feed(&self.serial, &buf[..n]);
+    }
+}
