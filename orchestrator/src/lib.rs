@@ -2,6 +2,7 @@
 //! ([`store`]), identity records and bootstrap ([`identity`]) and image records with their
 //! uploads into the `images` store ([`image`]). The scheduler and agents join later.
 
+pub mod compute;
 pub mod identity;
 pub mod image;
 pub mod store;
