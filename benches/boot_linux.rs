@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const VMM: &str = env!("CARGO_BIN_EXE_virga-vmm");
 const CMDLINE: &str = "console=ttyS0 noxsave clearcpuid=smap,smep,popcnt,fsgsbase,rdpid,pku,\
 xsave,xsaves,xsaveopt,xsavec,clflushopt,clwb,avx,avx2,bmi1,bmi2,movbe,rdrand,rdseed,pcid,invpcid,\
-erms,fsrm,sha_ni,aes,pclmulqdq,vaes,vpclmulqdq,adx,f16c,fma,umip panic=-1";
+erms,fsrm,sha_ni,aes,pclmulqdq,vaes,vpclmulqdq,adx,f16c,fma,umip panic=-1 clocksource=jiffies";
 
 fn artifacts() -> Option<PathBuf> {
     let home = std::env::var_os("HOME")?;

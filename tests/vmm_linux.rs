@@ -21,9 +21,11 @@ use std::time::Duration;
 use vmm_support::{Vmm, kvm_available};
 
 /// The crutches MACHINE.md lists for a non-PVM kernel on kvm_pvm, plus the console.
+/// `clocksource=jiffies` keeps the boot clocksource: the switch to kvm-clock (a stop_machine)
+/// is where most boots here stalled for minutes.
 const CMDLINE: &str = "console=ttyS0 noxsave clearcpuid=smap,smep,popcnt,fsgsbase,rdpid,pku,\
 xsave,xsaves,xsaveopt,xsavec,clflushopt,clwb,avx,avx2,bmi1,bmi2,movbe,rdrand,rdseed,pcid,invpcid,\
-erms,fsrm,sha_ni,aes,pclmulqdq,vaes,vpclmulqdq,adx,f16c,fma,umip panic=-1";
+erms,fsrm,sha_ni,aes,pclmulqdq,vaes,vpclmulqdq,adx,f16c,fma,umip panic=-1 clocksource=jiffies";
 /// Boots take minutes under the emulator; this bounds a hung one.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(25 * 60);
 /// How long to wait for `Run /init` after the kernel's last milestone on kvm_pvm.
