@@ -2,6 +2,7 @@
 //! volume's ISO 9660 level-1 name (`META_DAT.JSO;1`) and the Joliet name (`meta_data.json`).
 
 use super::ConfigDriveError;
+use std::collections::{HashMap, HashSet};
 
 /// Most levels in an ISO 9660 hierarchy (ECMA-119 6.8.2.1), the root being the first.
 pub(super) const MAX_DEPTH: usize = 8;
@@ -115,7 +116,9 @@ impl Tree {
     fn assign_iso_names(&mut self, dir: usize) {
         // Joliet order, so that the names do not depend on the order of the caller's list.
         let children = self.children(dir, true);
-        let mut used: Vec<Vec<u8>> = Vec::with_capacity(children.len());
+        let mut used: HashSet<Vec<u8>> = HashSet::with_capacity(children.len());
+        // The next counter per clashing name, so that many clashes cost linear time.
+        let mut counters: HashMap<Vec<u8>, u32> = HashMap::new();
         for id in children {
             let is_file = matches!(self.nodes[id].kind, Kind::File { .. });
             let joliet = String::from_utf16_lossy(
@@ -126,18 +129,19 @@ impl Tree {
                     .collect::<Vec<_>>(),
             );
             let (base, ext) = level1_parts(&joliet, is_file);
-            let mut name = compose(&base, &ext, is_file);
+            let plain = compose(&base, &ext, is_file);
+            let mut name = plain.clone();
             // genisoimage's scheme: replace the end of the base name with a counter.
-            let mut counter = 0u32;
             while used.contains(&name) {
+                let counter = counters.entry(plain.clone()).or_insert(0);
                 let digits = format!("{counter:03}");
+                *counter += 1;
                 let keep = 8usize.saturating_sub(digits.len()).min(base.len());
                 let mut numbered = base[..keep].to_vec();
                 numbered.extend_from_slice(digits.as_bytes());
                 name = compose(&numbered, &ext, is_file);
-                counter += 1;
             }
-            used.push(name.clone());
+            used.insert(name.clone());
             self.nodes[id].iso_name = name;
         }
     }
@@ -270,7 +274,7 @@ fn compose(base: &[u8], ext: &[u8], is_file: bool) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn names(tree: &Tree, dir: usize) -> Vec<String> {
+    fn names_of(tree: &Tree, dir: usize) -> Vec<String> {
         tree.children(dir, false)
             .iter()
             .map(|&c| String::from_utf8_lossy(&tree.nodes[c].iso_name).into_owned())
@@ -286,11 +290,26 @@ mod tests {
             ("ec2/2009-04-04/meta-data.json", b""),
         ];
         let tree = Tree::build(files).unwrap();
-        assert_eq!(names(&tree, 0), ["EC2", "OPENSTAC"]);
+        assert_eq!(names_of(&tree, 0), ["EC2", "OPENSTAC"]);
         let latest = tree.dirs_breadth_first(false)[4].0;
         assert_eq!(
-            names(&tree, latest),
+            names_of(&tree, latest),
             ["USER_DAT.;1", "VENDO000.JSO;1", "VENDOR_D.JSO;1"]
+        );
+    }
+
+    #[test]
+    fn thousands_of_clashing_names_stay_unique() {
+        let names: Vec<String> = (0..4000).map(|i| format!("same_name_{i}.json")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+        let tree = Tree::build(&files).unwrap();
+        let mut iso = names_of(&tree, 0);
+        assert_eq!(iso.len(), 4000);
+        iso.dedup();
+        assert_eq!(iso.len(), 4000, "unique");
+        assert!(
+            iso.iter().all(|n| n.len() <= 14 && n.ends_with(".JSO;1")),
+            "{iso:?}"
         );
     }
 
