@@ -115,7 +115,7 @@ pub fn hostname(_: &[u8]) {
         if h.len == 0 {
             print("(none)\n");
         } else {
-            print_bytes(&h.name[..h.len]);
+            print_clean(&h.name[..h.len]);
             print("\n");
         }
     });
