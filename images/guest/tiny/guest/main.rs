@@ -3,20 +3,24 @@
 //!
 //! Layout, so that device drivers can be added later: `boot.rs` (entry, page tables, interrupt
 //! stubs), `io.rs` (ports), `serial.rs`, `kbd.rs`, `irq.rs`, `pvh.rs` (start info), `cpus.rs`
-//! (MADT / MP table), `console.rs` (command table), `mem.rs` (memcpy and friends).
+//! (MADT / MP table), `console.rs` (command table), `mem.rs` (memcpy and friends), `virtio/` (polling
+//! virtio-mmio drivers).
 
 #![no_std]
 #![no_main]
 
 mod boot;
+mod configdrive;
 mod console;
 mod cpus;
 mod io;
 mod irq;
+mod iso9660;
 mod kbd;
 mod mem;
 mod pvh;
 mod serial;
+mod virtio;
 
 /// Boot-progress code for "ready", as Firecracker's boot timer uses it.
 const PROGRESS_READY: u8 = 123;
@@ -35,6 +39,7 @@ pub extern "C" fn tiny_main(start_info: u32) -> ! {
     cpus::report();
     irq::init();
     serial::enable_rx_interrupt();
+    configdrive::run(&[]);
     console::run()
 }
 
