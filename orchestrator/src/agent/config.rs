@@ -29,6 +29,9 @@ pub struct AgentConfig {
     pub start_wait_ms: u64,
     /// The host name reported to the scheduler (default: the kernel's host name).
     pub host_name: Option<String>,
+    /// Attach a config drive (ISO 9660, label `config-2`, read-only, serial `config-2`) to
+    /// every instance, as Nova's `force_config_drive`: the only metadata source here.
+    pub config_drive: bool,
 }
 
 impl Default for AgentConfig {
@@ -43,6 +46,7 @@ impl Default for AgentConfig {
             stop_grace_secs: 30,
             start_wait_ms: 2000,
             host_name: None,
+            config_drive: true,
         }
     }
 }

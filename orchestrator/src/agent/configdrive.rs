@@ -6,7 +6,7 @@ use crate::compute::driver::ConfigDriveData;
 use std::path::Path;
 
 /// The volume label cloud-init looks for.
-pub const LABEL: &str = "config-2";
+pub const LABEL: &str = images::configdrive::CONFIG_DRIVE_LABEL;
 
 /// Why the config drive could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -21,13 +21,8 @@ pub enum ConfigDriveError {
         source: serde_json::Error,
     },
     /// Writing the image failed.
-    #[error("writing the config drive {path}: {reason}")]
-    Write {
-        /// The image.
-        path: String,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Write(#[from] images::configdrive::ConfigDriveError),
 }
 
 /// The files of the drive: `openstack/latest/` has them all; `openstack/2012-08-10/` (the first
@@ -72,42 +67,8 @@ pub fn write(dest: &Path, data: &ConfigDriveData) -> Result<(), ConfigDriveError
         .iter()
         .map(|(p, b)| (p.as_str(), b.as_slice()))
         .collect();
-    write_iso(dest, LABEL, &refs).map_err(|reason| ConfigDriveError::Write {
-        path: dest.display().to_string(),
-        reason,
-    })
-}
-
-/// Interim ISO writer until `images::configdrive::write_iso` (same signature) is merged:
-/// `genisoimage`, as Nova itself runs it.
-fn write_iso(dest: &Path, label: &str, files: &[(&str, &[u8])]) -> Result<(), String> {
-    let staging = dest.with_extension("d");
-    let _ = std::fs::remove_dir_all(&staging);
-    let result = (|| {
-        for (path, bytes) in files {
-            let file = staging.join(path);
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-            }
-            std::fs::write(&file, bytes).map_err(|e| e.to_string())?;
-        }
-        let out = std::process::Command::new("genisoimage")
-            .args(["-quiet", "-J", "-r", "-V", label, "-o"])
-            .arg(dest)
-            .arg(&staging)
-            .output()
-            .map_err(|e| format!("running genisoimage: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "genisoimage: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    })();
-    let _ = std::fs::remove_dir_all(&staging);
-    result
+    images::configdrive::write_iso(dest, LABEL, &refs)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use images::store::DiskFormat;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use vmm::config::{OnReset, SerialConfig, VmConfig};
+use vmm::config::{DriveConfig, DriveFormat, OnReset, SerialConfig, VmConfig};
 use vmm::control::Request;
 
 /// How long a VMM gets to exit after the `kill` request before SIGKILL.
@@ -54,21 +54,41 @@ impl Agent {
             Some(disk) => Some(self.root_overlay(spec, disk)?),
             None => None,
         };
-        configdrive::write(&dir.config_drive(), &spec.config_drive).map_err(|e| e.to_string())?;
+        let mut drives = Vec::new();
+        if let Some(path) = &root_disk {
+            drives.push(DriveConfig {
+                id: "root".into(),
+                path: path.clone(),
+                format: Some(DriveFormat::Qcow2),
+                read_only: false,
+                serial: None,
+            });
+        }
+        if self.cfg.config_drive {
+            configdrive::write(&dir.config_drive(), &spec.config_drive)
+                .map_err(|e| e.to_string())?;
+            drives.push(DriveConfig {
+                id: "config".into(),
+                path: dir.config_drive(),
+                format: Some(DriveFormat::Raw),
+                read_only: true,
+                serial: Some(configdrive::LABEL.into()),
+            });
+        }
         let cfg = VmConfig {
-            kernel: spec.boot.kernel.clone(),
-            initrd: spec.boot.initrd.clone(),
             cmdline: spec
                 .boot
                 .cmdline
                 .clone()
                 .unwrap_or_else(|| self.cfg.default_cmdline.clone()),
+            initrd: spec.boot.initrd.clone(),
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
             serial: SerialConfig::File(dir.console()),
             control_socket: Some(dir.control_socket()),
             on_reset: OnReset::Restart,
-            acpi: true,
+            drives,
+            ..VmConfig::new(spec.boot.kernel.clone())
         };
         let json = serde_json::to_vec_pretty(&cfg).map_err(|e| format!("VMM config: {e}"))?;
         super::instance::write_atomic(&dir.vmm_config(), &json)
