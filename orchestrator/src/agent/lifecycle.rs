@@ -91,7 +91,7 @@ impl Agent {
             ..VmConfig::new(spec.boot.kernel.clone())
         };
         let json = serde_json::to_vec_pretty(&cfg).map_err(|e| format!("VMM config: {e}"))?;
-        super::instance::write_atomic(&dir.vmm_config(), &json)
+        super::instance::write_atomic(&dir.vmm_config(), &json, true)
             .map_err(|e| format!("writing {}: {e}", dir.vmm_config().display()))?;
         InstanceRecord {
             id: spec.id,
@@ -147,7 +147,6 @@ impl Agent {
                 }
             })?;
         let deadline = Instant::now() + Duration::from_millis(self.cfg.start_wait_ms);
-        let mut pause = Duration::from_micros(500);
         loop {
             if !process::is_instance_vmm(rec, &dir.vmm_config()) {
                 let seen = self.observe_dir(id, dir)?;
@@ -176,8 +175,8 @@ impl Agent {
                     fault: None,
                 });
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
+            // The tiny guest is in within a few ms: poll finely (a /proc read and a connect).
+            std::thread::sleep(Duration::from_micros(500));
         }
     }
 

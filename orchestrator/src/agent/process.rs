@@ -41,6 +41,7 @@ impl PidRecord {
         write_atomic(
             &dir.pid_file(),
             format!("{} {}\n", self.pid, self.start_time).as_bytes(),
+            false,
         )
     }
 }
