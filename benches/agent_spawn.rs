@@ -9,29 +9,14 @@
 //! `cargo bench --bench agent_spawn` (`AGENT_BENCH_RUNS`, default 40; `AGENT_BENCH_VMS`,
 //! default 10). Without /dev/kvm it says so and exits.
 
-use orchestrator::agent::{Agent, AgentConfig};
-use orchestrator::compute::driver::{BootSource, ConfigDriveData, Driver, InstanceSpec};
+#[path = "../tests/agent_support/mod.rs"]
+mod agent_support;
+
+use agent_support::Host;
+use orchestrator::agent::Agent;
+use orchestrator::compute::driver::{Driver, InstanceSpec};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-fn spec(name: &str) -> InstanceSpec {
-    InstanceSpec {
-        id: Uuid::new_v4(),
-        name: name.into(),
-        vcpus: 1,
-        memory_mib: 32,
-        root_gb: 0,
-        boot: BootSource {
-            image_id: Uuid::new_v4(),
-            disk: None,
-            disk_format: "raw".into(),
-            kernel: tiny_guest::PATH.into(),
-            initrd: None,
-            cmdline: Some(String::new()),
-        },
-        config_drive: ConfigDriveData::default(),
-    }
-}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -81,23 +66,13 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 }
 
 fn main() {
-    if std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
-        println!("agent_spawn: /dev/kvm is missing or not accessible; nothing measured");
+    if !agent_support::kvm_available("agent_spawn") {
         return;
     }
-    let root = tempfile::tempdir().expect("temporary directory");
-    let agent = Agent::new(AgentConfig {
-        vmm_binary: env!("CARGO_BIN_EXE_virga-vmm").into(),
-        // The tiny guest has no virtio drivers to read it; Nova-like hosts keep it on.
-        config_drive: false,
-        ..AgentConfig::under(root.path())
-    })
-    .expect("agent");
+    // The tiny guest as kernel, no disk; no config drive (the tiny guest cannot read one).
+    let host = Host::new();
+    let agent = &host.agent;
+    let spec = |name: &str| host.tiny(name, "");
     let runs = env_usize("AGENT_BENCH_RUNS", 40);
 
     let (mut to_return, mut to_ready, mut observe, mut destroy) =
@@ -107,7 +82,7 @@ fn main() {
         let t = Instant::now();
         agent.spawn(&s).expect("spawn");
         let returned = t.elapsed();
-        wait_ready(&agent, s.id);
+        wait_ready(agent, s.id);
         let ready = t.elapsed();
         let t = Instant::now();
         agent.observe(s.id).expect("observe");
@@ -133,7 +108,7 @@ fn main() {
     let mut pids = Vec::new();
     for s in &specs {
         pids.push(agent.spawn(s).expect("spawn").pid.expect("pid"));
-        wait_ready(&agent, s.id);
+        wait_ready(agent, s.id);
     }
     std::thread::sleep(Duration::from_millis(200));
     let (rss, anon): (Vec<u64>, Vec<u64>) = pids.iter().map(|&p| rss_kib(p)).unzip();
