@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod virtio;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -162,6 +164,11 @@ impl Vmm {
     /// The exit code, waiting up to 20 s.
     pub fn exit_code(&mut self) -> Option<i32> {
         self.wait_exit(Duration::from_secs(20)).code()
+    }
+
+    /// The VMM's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Everything the VMM wrote on stderr so far.

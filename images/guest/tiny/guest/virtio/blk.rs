@@ -132,9 +132,12 @@ impl Drive {
         drives().0.get_mut(self.0).and_then(Option::as_mut).ok_or(BlkError::NoDrive)
     }
 
-    /// Capacity in 512-byte sectors.
+    /// Capacity in 512-byte sectors, read afresh (the VMM's `drive_update` may change it).
     pub fn capacity(&self) -> u64 {
-        self.state().map_or(0, |d| d.capacity)
+        self.state().map_or(0, |d| {
+            d.capacity = d.dev.config64(0);
+            d.capacity
+        })
     }
 
     /// True when the device offered VIRTIO_BLK_F_RO.
