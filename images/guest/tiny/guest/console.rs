@@ -26,6 +26,8 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     ("blk", virtio::blk::cmd_list, "blk: virtio-blk drives (slot, sectors, ro/rw, serial)"),
     ("blkwrite", virtio::blk::cmd_write, "blkwrite <drive> <sector> <bytes> [seed]: write a pattern, flush"),
     ("blkread", virtio::blk::cmd_read, "blkread <drive> <sector> <bytes> [seed]: read, hash, compare with the pattern"),
+    ("rng", virtio::rng::cmd_read, "rng [bytes]: read up to 64 bytes from virtio-rng"),
+    ("balloon", virtio::balloon::cmd, "balloon touch <mib> | balloon serve: dirty the top of RAM; follow the VMM's balloon target"),
     ("help", help, "help: this list"),
 ];
 
