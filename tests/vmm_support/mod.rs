@@ -49,8 +49,21 @@ impl Vmm {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = Command::new(VMM)
-            .args(args)
+        Self::spawn_command(Command::new(VMM).args(args))
+    }
+
+    /// Spawns `virga-vmm` inside network namespace `ns` (`ip netns exec`, which execs it: the
+    /// child is the VMM itself).
+    pub fn spawn_in_netns(ns: &str, args: &[&str]) -> Self {
+        Self::spawn_command(
+            Command::new("ip")
+                .args(["netns", "exec", ns, VMM])
+                .args(args),
+        )
+    }
+
+    fn spawn_command(cmd: &mut Command) -> Self {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

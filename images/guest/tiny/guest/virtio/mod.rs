@@ -7,6 +7,7 @@
 pub mod balloon;
 pub mod blk;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 pub mod rng;
 
