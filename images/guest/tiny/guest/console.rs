@@ -5,7 +5,7 @@
 
 use crate::io::{ACPI_SLEEP_CONTROL, I8042_COMMAND, PVPANIC, outb};
 use crate::serial::{print, print_bytes, print_dec, try_getc};
-use crate::{cpus, irq, kbd::Keyboard, pvh, virtio};
+use crate::{configdrive, cpus, irq, kbd::Keyboard, pvh, virtio};
 
 const LINE_MAX: usize = 256;
 /// SLP_TYP 5 (the DSDT's `_S5_`) | SLP_EN.
@@ -30,6 +30,8 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     ("rng", virtio::rng::cmd_read, "rng [bytes]: read up to 64 bytes from virtio-rng"),
     ("balloon", virtio::balloon::cmd, "balloon touch <mib> | balloon serve: dirty the top of RAM; follow the VMM's balloon target"),
     ("net", virtio::net::cmd, "net | net ping <guest-ip> <host-ip> | net echo <port>: virtio-net"),
+    ("configdrive", configdrive::run, "configdrive: read the config drive again"),
+    ("hostname", configdrive::hostname, "hostname: the hostname from the config drive"),
     ("help", help, "help: this list"),
 ];
 
@@ -99,7 +101,8 @@ impl Line {
     }
 }
 
-fn execute(line: &[u8]) {
+/// Runs one command line (also used for `#tiny` user data).
+pub fn execute(line: &[u8]) {
     if line.is_empty() {
         return;
     }
