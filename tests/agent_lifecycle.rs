@@ -24,6 +24,16 @@ fn spawn_ready_stop_start_destroy() {
     assert_eq!(seen.pid, Some(pid));
     let console = host.wait_console(id, "hello from vm1");
     assert!(console.contains(MARKER), "{console}");
+    // The guest found its config drive (the agent attached it read-only, label config-2).
+    let console = host.wait_console(id, "config-drive: done");
+    assert!(console.contains("config-drive: hostname vm1"), "{console}");
+    assert!(
+        console.contains(&format!(
+            "config-drive: public key testkey {}",
+            agent_support::KEY
+        )),
+        "{console}"
+    );
     assert_eq!(
         host.agent
             .console_output(id, Some(1))

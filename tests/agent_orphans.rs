@@ -34,6 +34,32 @@ fn orphan_maker() {
     // `host` (an empty host of its own) is dropped; `agent`'s VMM is left running on purpose.
 }
 
+/// Kills the orphan if the test fails before it does (the VMM is nobody's child to clean up).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            kill(self.0);
+            // SAFETY: waitpid on our (adopted) child; a null status pointer is allowed.
+            unsafe { libc::waitpid(self.0 as libc::pid_t, std::ptr::null_mut(), 0) };
+        }
+    }
+}
+
+/// Destroys every instance under the root at the end, whatever happened in between.
+struct DestroyAll<'a>(&'a std::path::Path);
+
+impl Drop for DestroyAll<'_> {
+    fn drop(&mut self) {
+        if let Ok(agent) = Agent::new(Host::config_for(self.0)) {
+            for (id, _) in agent.list() {
+                let _ = agent.destroy(id);
+            }
+        }
+    }
+}
+
 fn ppid(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 1..]
@@ -51,6 +77,7 @@ fn vmms_outlive_the_process_that_started_them() {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let root = tempfile::tempdir().unwrap();
+    let _cleanup = DestroyAll(root.path());
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "orphan_maker", "--nocapture", "--test-threads=1"])
         .env(ROOT_ENV, root.path())
@@ -67,6 +94,7 @@ fn vmms_outlive_the_process_that_started_them() {
         .find_map(|l| l.split_once("VMM pid "))
         .and_then(|(_, p)| p.trim().parse().ok())
         .expect("the child printed its VMM's pid");
+    let _guard = KillOnDrop(pid);
     assert!(alive(pid), "the VMM died with the process that started it");
     assert_eq!(ppid(pid), Some(std::process::id()), "reparented to us");
 
@@ -78,8 +106,15 @@ fn vmms_outlive_the_process_that_started_them() {
         (seen.power, seen.pid, seen.ready),
         (PowerState::Running, Some(pid), true)
     );
-    let console = agent.console_output(id, None).unwrap();
-    assert!(console.contains("started by another process"), "{console}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let console = agent.console_output(id, None).unwrap();
+        if console.contains("started by another process") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{console}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     let events = agent.subscribe();
     kill(pid);
