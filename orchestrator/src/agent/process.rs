@@ -184,6 +184,12 @@ impl Children {
         }
     }
 
+    /// Drops what is known of instance `id` (it was destroyed).
+    pub fn forget(&self, id: Uuid) {
+        let mut exits = self.exits.lock().unwrap_or_else(|e| e.into_inner());
+        exits.remove(&id);
+    }
+
     fn started(&self, id: Uuid, pid: u32) {
         let mut exits = self.exits.lock().unwrap_or_else(|e| e.into_inner());
         exits.insert(id, (pid, None));
