@@ -1,7 +1,7 @@
 //! Creating an instance (root overlay, config drive, VMM config, record) and booting its VMM.
 //! Runs under the instance's lock (taken by the `Driver` impl in `mod.rs`).
 
-use super::instance::{InstanceDir, InstanceRecord, MAX_SOCKET_PATH};
+use super::instance::{InstanceDir, InstanceRecord, MAX_SOCKET_PATH, write_atomic};
 use super::{Agent, configdrive, ctl, process};
 use crate::compute::driver::{DriverError, InstanceSpec, Observed, PowerState};
 use images::cache::CacheError;
@@ -10,6 +10,27 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 use vmm::config::{DriveConfig, DriveFormat, OnReset, SerialConfig, VmConfig};
+
+/// Makes the new instance's files durable while its VMM starts: they matter only after a
+/// host crash (which also ends the VMM), so the few milliseconds of fsync stay off the
+/// create path.
+fn sync_in_background(dir: &InstanceDir) {
+    let mut files = vec![dir.vmm_config(), dir.record(), dir.path().to_owned()];
+    files.extend(dir.path().parent().map(|p| p.to_owned()));
+    let spawned = std::thread::Builder::new()
+        .name("sync-instance".into())
+        .spawn(move || {
+            for path in files {
+                // A directory opens read-only and syncs like a file.
+                if let Err(e) = std::fs::File::open(&path).and_then(|f| f.sync_all()) {
+                    tracing::debug!(path = %path.display(), "sync: {e}");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the sync thread: {e}");
+    }
+}
 
 impl Agent {
     pub(super) fn spawn_locked(&self, spec: &InstanceSpec) -> Result<Observed, DriverError> {
@@ -43,10 +64,26 @@ impl Agent {
 
     /// Root disk overlay, config drive, VMM config and the agent's record.
     fn prepare(&self, spec: &InstanceSpec, dir: &InstanceDir) -> Result<(), String> {
-        let root_disk = match &spec.boot.disk {
-            Some(disk) => Some(self.root_overlay(spec, disk)?),
-            None => None,
-        };
+        // The ISO (its write ends in fsyncs) is made while the base and overlay are.
+        let (root_disk, iso) = std::thread::scope(|s| {
+            let iso = self.cfg.config_drive.then(|| {
+                s.spawn(|| {
+                    configdrive::write(&dir.config_drive(), &spec.config_drive)
+                        .map_err(|e| e.to_string())
+                })
+            });
+            let root = match &spec.boot.disk {
+                Some(disk) => self.root_overlay(spec, disk).map(Some),
+                None => Ok(None),
+            };
+            let iso = iso.map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err("the config drive writer panicked".to_owned()))
+            });
+            (root, iso)
+        });
+        let root_disk = root_disk?;
+        iso.transpose()?;
         let mut drives = Vec::new();
         if let Some(path) = &root_disk {
             drives.push(DriveConfig {
@@ -58,8 +95,6 @@ impl Agent {
             });
         }
         if self.cfg.config_drive {
-            configdrive::write(&dir.config_drive(), &spec.config_drive)
-                .map_err(|e| e.to_string())?;
             drives.push(DriveConfig {
                 id: "config".into(),
                 path: dir.config_drive(),
@@ -84,18 +119,21 @@ impl Agent {
             ..VmConfig::new(spec.boot.kernel.clone())
         };
         let json = serde_json::to_vec_pretty(&cfg).map_err(|e| format!("VMM config: {e}"))?;
-        super::instance::write_atomic(&dir.vmm_config(), &json, true)
+        write_atomic(&dir.vmm_config(), &json, false)
             .map_err(|e| format!("writing {}: {e}", dir.vmm_config().display()))?;
-        InstanceRecord {
+        let record = InstanceRecord {
             id: spec.id,
             name: spec.name.clone(),
             image_id: spec.boot.image_id,
             root_disk,
             stop_requested: false,
             suspended: false,
-        }
-        .save(dir)
-        .map_err(|e| format!("writing {}: {e}", dir.record().display()))
+        };
+        let json = serde_json::to_vec_pretty(&record).map_err(|e| format!("record: {e}"))?;
+        write_atomic(&dir.record(), &json, false)
+            .map_err(|e| format!("writing {}: {e}", dir.record().display()))?;
+        sync_in_background(dir);
+        Ok(())
     }
 
     /// The image's base in the host cache (copied from the image store once per host) and this
