@@ -4,9 +4,12 @@
 //!
 //! `mmio.rs` transport, `queue.rs` split virtqueues and a page pool, one file per device.
 
+pub mod balloon;
 pub mod blk;
 pub mod mmio;
+pub mod net;
 pub mod queue;
+pub mod rng;
 
 use crate::serial::{print, print_dec};
 
