@@ -228,3 +228,24 @@ fn bad_device_options_are_refused_before_the_guest_runs() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn drives_work_again_after_a_guest_reset() {
+    if !kvm_available("drives_work_again_after_a_guest_reset") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.raw");
+    sparse_file(&disk, 4);
+    let mut vm = Vmm::tiny(&["--drive", &drive("root", &disk, "")]);
+    vm.wait_prefix(tiny_guest::MARKER);
+    vm.send("blkwrite 0 100 65536 4");
+    vm.wait_prefix("blkwrite: 65536 bytes seed 4 flushed");
+    // The guest resets (i8042): a new VM with new memory; the device is reset and re-attached.
+    vm.send("reset");
+    vm.wait_prefix(tiny_guest::MARKER);
+    vm.send("blkread 0 100 65536 4");
+    vm.wait_prefix("blkread: 65536 bytes seed 4 bad sectors 0");
+    vm.send("poweroff");
+    assert_eq!(vm.wait_exit(EXIT).code(), Some(0));
+}
