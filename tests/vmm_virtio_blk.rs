@@ -249,3 +249,38 @@ fn drives_work_again_after_a_guest_reset() {
     vm.send("poweroff");
     assert_eq!(vm.wait_exit(EXIT).code(), Some(0));
 }
+
+#[test]
+fn devices_are_announced_on_the_command_line_unless_turned_off() {
+    if !kvm_available("devices_are_announced_on_the_command_line_unless_turned_off") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.raw");
+    sparse_file(&disk, 1);
+    let d = drive("root", &disk, "");
+    let mut vm = Vmm::tiny(&["--drive", &d, "--rng", "--cmdline", "cmdline; poweroff"]);
+    let line = vm.wait_prefix("cmdline: ");
+    assert_eq!(
+        line,
+        "cmdline: cmdline; poweroff virtio_mmio.device=4K@0xd0000000:5 \
+         virtio_mmio.device=4K@0xd0001000:6"
+    );
+    assert_eq!(vm.wait_exit(EXIT).code(), Some(0));
+    // Off: nothing added. Without ACPI (MP table only) the slots still work.
+    let mut vm = Vmm::tiny(&[
+        "--drive",
+        &d,
+        "--no-virtio-cmdline",
+        "--no-acpi",
+        "--cmdline",
+        "cmdline; cpus; blkwrite 0 0 4096 2; blkread 0 0 4096 2; poweroff",
+    ]);
+    assert_eq!(
+        vm.wait_prefix("cmdline: "),
+        "cmdline: cmdline; cpus; blkwrite 0 0 4096 2; blkread 0 0 4096 2; poweroff"
+    );
+    vm.wait_prefix("cpus: 1 (mptable)");
+    vm.wait_prefix("blkread: 4096 bytes seed 2 bad sectors 0");
+    assert_eq!(vm.wait_exit(EXIT).code(), Some(0));
+}

@@ -22,6 +22,7 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     ("reset", |_| reset(), "reset: i8042 CPU reset (0xfe to port 0x64)"),
     ("panic", |_| panic(), "panic: report a panic through pvpanic"),
     ("triplefault", |_| irq::triple_fault(), "triplefault: fault with no IDT"),
+    ("cmdline", |_| cmdline(), "cmdline: print the command line the VMM gave"),
     ("virtio", virtio::list, "virtio: the virtio-mmio devices in the slots"),
     ("blk", virtio::blk::cmd_list, "blk: virtio-blk drives (slot, sectors, ro/rw, serial)"),
     ("blkwrite", virtio::blk::cmd_write, "blkwrite <drive> <sector> <bytes> [seed]: write a pattern, flush"),
@@ -115,6 +116,12 @@ fn execute(line: &[u8]) {
             print("\n");
         }
     }
+}
+
+fn cmdline() {
+    print("cmdline: ");
+    pvh::cmdline(|b| print_bytes(&[b]));
+    print("\n");
 }
 
 fn echo(args: &[u8]) {
