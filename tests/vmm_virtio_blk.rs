@@ -284,3 +284,34 @@ fn devices_are_announced_on_the_command_line_unless_turned_off() {
     vm.wait_prefix("blkread: 4096 bytes seed 2 bad sectors 0");
     assert_eq!(vm.wait_exit(EXIT).code(), Some(0));
 }
+
+#[test]
+fn a_misbehaving_guest_driver_breaks_only_its_own_request_and_device() {
+    if !kvm_available("a_misbehaving_guest_driver_breaks_only_its_own_request_and_device") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ctl.sock");
+    let disk = dir.path().join("disk.raw");
+    sparse_file(&disk, 1);
+    let mut vm = Vmm::tiny(&[
+        "--control-socket",
+        sock.to_str().unwrap(),
+        "--drive",
+        &drive("root", &disk, ""),
+        "--cmdline",
+        "blkevil 0",
+    ]);
+    let refused = vm.wait_prefix("blkevil: buffer outside memory");
+    assert!(refused.contains("refused"), "{refused}");
+    vm.wait_prefix("blkevil: device needs reset");
+    vm.wait_prefix("blkevil: reset and read again");
+    wait_for_path(&sock);
+    let c = &control(&sock, Request::Counters).counters.unwrap()["root"];
+    assert!(c.errors >= 1, "{c:?}");
+    // The VMM lives on and the device serves again.
+    vm.send("blkwrite 0 8 4096 3");
+    vm.wait_prefix("blkwrite: 4096 bytes seed 3 flushed");
+    vm.send("poweroff");
+    assert_eq!(vm.wait_exit(EXIT).code(), Some(0));
+}

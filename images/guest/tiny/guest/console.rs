@@ -28,6 +28,7 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     ("blkwrite", virtio::blk::cmd_write, "blkwrite <drive> <sector> <bytes> [seed]: write a pattern, flush"),
     ("blkread", virtio::blk::cmd_read, "blkread <drive> <sector> <bytes> [seed]: read, hash, compare with the pattern"),
     ("blkbench", virtio::blk::cmd_bench, "blkbench <drive> <sr|sw|rr|rw> <bytes> <block>: timed I/O, data untouched"),
+    ("blkevil", virtio::blk::cmd_evil, "blkevil <drive>: bad buffer, bad avail index, then reset"),
     ("rng", virtio::rng::cmd_read, "rng [bytes]: read up to 64 bytes from virtio-rng"),
     ("balloon", virtio::balloon::cmd, "balloon touch <mib> | balloon serve: dirty the top of RAM; follow the VMM's balloon target"),
     ("net", virtio::net::cmd, "net | net ping <guest-ip> <host-ip> | net echo <port>: virtio-net"),
