@@ -228,3 +228,90 @@ fn bad_device_options_are_refused_before_the_guest_runs() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn drives_work_again_after_a_guest_reset() {
+    if !kvm_available("drives_work_again_after_a_guest_reset") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.raw");
+    sparse_file(&disk, 4);
+    let mut vm = Vmm::tiny(&["--drive", &drive("root", &disk, "")]);
+    vm.wait_prefix(tiny_guest::MARKER);
+    vm.send("blkwrite 0 100 65536 4");
+    vm.wait_prefix("blkwrite: 65536 bytes seed 4 flushed");
+    // The guest resets (i8042): a new VM with new memory; the device is reset and re-attached.
+    vm.send("reset");
+    vm.wait_prefix(tiny_guest::MARKER);
+    vm.send("blkread 0 100 65536 4");
+    vm.wait_prefix("blkread: 65536 bytes seed 4 bad sectors 0");
+    vm.send("poweroff");
+    assert_eq!(vm.wait_exit(EXIT).code(), Some(0));
+}
+
+#[test]
+fn devices_are_announced_on_the_command_line_unless_turned_off() {
+    if !kvm_available("devices_are_announced_on_the_command_line_unless_turned_off") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.raw");
+    sparse_file(&disk, 1);
+    let d = drive("root", &disk, "");
+    let mut vm = Vmm::tiny(&["--drive", &d, "--rng", "--cmdline", "cmdline; poweroff"]);
+    let line = vm.wait_prefix("cmdline: ");
+    assert_eq!(
+        line,
+        "cmdline: cmdline; poweroff virtio_mmio.device=4K@0xd0000000:5 \
+         virtio_mmio.device=4K@0xd0001000:6"
+    );
+    assert_eq!(vm.wait_exit(EXIT).code(), Some(0));
+    // Off: nothing added. Without ACPI (MP table only) the slots still work.
+    let mut vm = Vmm::tiny(&[
+        "--drive",
+        &d,
+        "--no-virtio-cmdline",
+        "--no-acpi",
+        "--cmdline",
+        "cmdline; cpus; blkwrite 0 0 4096 2; blkread 0 0 4096 2; poweroff",
+    ]);
+    assert_eq!(
+        vm.wait_prefix("cmdline: "),
+        "cmdline: cmdline; cpus; blkwrite 0 0 4096 2; blkread 0 0 4096 2; poweroff"
+    );
+    vm.wait_prefix("cpus: 1 (mptable)");
+    vm.wait_prefix("blkread: 4096 bytes seed 2 bad sectors 0");
+    assert_eq!(vm.wait_exit(EXIT).code(), Some(0));
+}
+
+#[test]
+fn a_misbehaving_guest_driver_breaks_only_its_own_request_and_device() {
+    if !kvm_available("a_misbehaving_guest_driver_breaks_only_its_own_request_and_device") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ctl.sock");
+    let disk = dir.path().join("disk.raw");
+    sparse_file(&disk, 1);
+    let mut vm = Vmm::tiny(&[
+        "--control-socket",
+        sock.to_str().unwrap(),
+        "--drive",
+        &drive("root", &disk, ""),
+        "--cmdline",
+        "blkevil 0",
+    ]);
+    let refused = vm.wait_prefix("blkevil: buffer outside memory");
+    assert!(refused.contains("refused"), "{refused}");
+    vm.wait_prefix("blkevil: device needs reset");
+    vm.wait_prefix("blkevil: reset and read again");
+    wait_for_path(&sock);
+    let c = &control(&sock, Request::Counters).counters.unwrap()["root"];
+    assert!(c.errors >= 1, "{c:?}");
+    // The VMM lives on and the device serves again.
+    vm.send("blkwrite 0 8 4096 3");
+    vm.wait_prefix("blkwrite: 4096 bytes seed 3 flushed");
+    vm.send("poweroff");
+    assert_eq!(vm.wait_exit(EXIT).code(), Some(0));
+}

@@ -7,7 +7,7 @@
 mod vmm_support;
 
 use vmm::control::Request;
-use vmm_support::netns::{GUEST_IP, GUEST_MAC, HOST_IP, PORT, TOTAL, netns, transfer};
+use vmm_support::netns::{GUEST_IP, GUEST_MAC, HOST_IP, PORT, TOTAL, netns, open_tap_fd, transfer};
 use vmm_support::{Vmm, control, kvm_available, wait_for_path};
 
 #[test]
@@ -71,4 +71,20 @@ fn arp_ping_and_64_mib_echoed_through_a_tap_on_a_bridge() {
     assert!(net.bytes_from_guest >= TOTAL as u64, "{net:?}");
     assert!(control(&sock, Request::Kill).ok);
     assert_eq!(vm.exit_code(), Some(0));
+
+    drop(vm);
+
+    // The same tap handed over as an inherited fd (as the compute agent may do): the VMM runs
+    // outside the namespace and still reaches the bridge through it.
+    let fd = open_tap_fd(&ns.0, "vtap0");
+    let mut vm = Vmm::tiny(&[
+        "--net",
+        &format!("id=net0,tap_fd={fd},mac={GUEST_MAC}"),
+        "--cmdline",
+        &format!("net ping {GUEST_IP} {HOST_IP}; poweroff"),
+    ]);
+    vm.wait_prefix("net: ping reply seq 1");
+    assert_eq!(vm.exit_code(), Some(0));
+    // SAFETY: closes the fd this test opened (the VMM had its own copy).
+    unsafe { libc::close(fd) };
 }

@@ -188,3 +188,35 @@ pub fn transfer(ns: &str) -> Transfer {
     .join()
     .unwrap()
 }
+
+/// Opens tap `name` inside namespace `ns` as the VMM's `tap_fd` expects (IFF_TAP | IFF_NO_PI |
+/// IFF_VNET_HDR) and leaves the fd open across exec; returns the fd number.
+pub fn open_tap_fd(ns: &str, name: &str) -> i32 {
+    let path = format!("/run/netns/{ns}");
+    let name = name.to_owned();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on a namespace fd we hold; it changes only this thread's namespace.
+        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        let tun = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")
+            .unwrap();
+        // struct ifreq: the name, then the flags.
+        let mut ifr = [0u8; 40];
+        ifr[..name.len()].copy_from_slice(name.as_bytes());
+        let flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as u16;
+        ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
+        // SAFETY: TUNSETIFF reads and writes the 40-byte ifreq we pass.
+        let r = unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, ifr.as_mut_ptr()) };
+        assert_eq!(r, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(tun);
+        // SAFETY: clears FD_CLOEXEC on the fd we own, so a spawned VMM inherits it.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+        fd
+    })
+    .join()
+    .unwrap()
+}

@@ -397,3 +397,93 @@ impl VirtioDevices {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BalloonConfig as BalloonOpts, DriveConfig};
+
+    fn config(dir: &Path) -> VmConfig {
+        let disk = dir.join("d.raw");
+        std::fs::File::create(&disk)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let mut c = VmConfig::new("/k".into());
+        c.memory_mib = 64;
+        c.drives = vec![DriveConfig {
+            id: "root".into(),
+            path: disk,
+            format: None,
+            read_only: false,
+            serial: None,
+        }];
+        c.balloon = Some(BalloonOpts::default());
+        c.rng = true;
+        c
+    }
+
+    #[test]
+    fn slots_in_order_with_counters_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = VirtioDevices::new(&config(dir.path())).unwrap();
+        assert_eq!(
+            v.placements(),
+            vec![(0xd000_0000, 5), (0xd000_1000, 6), (0xd000_2000, 7)]
+        );
+        let kinds: Vec<_> = v
+            .counters()
+            .into_iter()
+            .map(|(id, c)| (id, c.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("balloon0", "balloon"), ("rng0", "rng"), ("root", "blk")]
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        assert_eq!(v.subscribers().len(), 3);
+    }
+
+    #[test]
+    fn control_requests_check_their_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = VirtioDevices::new(&config(dir.path())).unwrap();
+        assert!(matches!(
+            v.balloon_set(65),
+            Err(VirtioError::BalloonTarget {
+                target: 65,
+                memory: 64
+            })
+        ));
+        v.balloon_set(16).unwrap();
+        // Not started by a driver: the status comes back at once, without statistics.
+        let b = v.balloon_stats().unwrap();
+        assert_eq!((b.target_mib, b.actual_pages, b.stats), (16, 0, None));
+        assert!(matches!(
+            v.drive_update("nope", dir.path()),
+            Err(VirtioError::NoSuchDevice(_))
+        ));
+        let e = v
+            .drive_update("root", &dir.path().join("missing"))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("drive root: "), "{e}");
+        let other = dir.path().join("other.raw");
+        std::fs::File::create(&other)
+            .unwrap()
+            .set_len(2 << 20)
+            .unwrap();
+        v.drive_update("root", &other).unwrap();
+    }
+
+    #[test]
+    fn a_missing_disk_names_the_drive() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.drives[0].path = dir.path().join("gone.qcow2");
+        let e = VirtioDevices::new(&c).err().unwrap().to_string();
+        assert!(
+            e.starts_with("drive root: ") && e.contains("gone.qcow2"),
+            "{e}"
+        );
+    }
+}

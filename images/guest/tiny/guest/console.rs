@@ -22,11 +22,13 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     ("reset", |_| reset(), "reset: i8042 CPU reset (0xfe to port 0x64)"),
     ("panic", |_| panic(), "panic: report a panic through pvpanic"),
     ("triplefault", |_| irq::triple_fault(), "triplefault: fault with no IDT"),
+    ("cmdline", |_| cmdline(), "cmdline: print the command line the VMM gave"),
     ("virtio", virtio::list, "virtio: the virtio-mmio devices in the slots"),
     ("blk", virtio::blk::cmd_list, "blk: virtio-blk drives (slot, sectors, ro/rw, serial)"),
     ("blkwrite", virtio::blk::cmd_write, "blkwrite <drive> <sector> <bytes> [seed]: write a pattern, flush"),
     ("blkread", virtio::blk::cmd_read, "blkread <drive> <sector> <bytes> [seed]: read, hash, compare with the pattern"),
     ("blkbench", virtio::blk::cmd_bench, "blkbench <drive> <sr|sw|rr|rw> <bytes> <block>: timed I/O, data untouched"),
+    ("blkevil", virtio::blk::cmd_evil, "blkevil <drive>: bad buffer, bad avail index, then reset"),
     ("rng", virtio::rng::cmd_read, "rng [bytes]: read up to 64 bytes from virtio-rng"),
     ("balloon", virtio::balloon::cmd, "balloon touch <mib> | balloon serve: dirty the top of RAM; follow the VMM's balloon target"),
     ("net", virtio::net::cmd, "net | net ping <guest-ip> <host-ip> | net echo <port>: virtio-net"),
@@ -118,6 +120,12 @@ pub fn execute(line: &[u8]) {
             print("\n");
         }
     }
+}
+
+fn cmdline() {
+    print("cmdline: ");
+    pvh::cmdline(|b| print_bytes(&[b]));
+    print("\n");
 }
 
 fn echo(args: &[u8]) {

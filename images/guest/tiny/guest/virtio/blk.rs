@@ -386,3 +386,41 @@ pub fn cmd_bench(args: &[u8]) {
     print_dec(requests);
     print("\n");
 }
+
+/// `blkevil <drive>`: misbehaves on purpose against the VMM: a request whose data buffer lies
+/// outside guest memory (it must come back failed, with nothing written), then an avail index
+/// far ahead of the ring (the device must set DEVICE_NEEDS_RESET); then resets the device and
+/// reads again.
+pub fn cmd_evil(args: &[u8]) {
+    let Some(d) = parse_num(args).and_then(|i| drive(i as usize)) else {
+        return usage("blkevil <drive>");
+    };
+    let Ok(st) = d.state() else { return };
+    let outside = Buf { addr: 0x7f00_0000_0000, len: 4096, write: true };
+    match request(st, T_IN, 0, outside) {
+        Err(BlkError::Status(s)) => {
+            print("blkevil: buffer outside memory refused, status ");
+            print_dec(s.into());
+            print("\n");
+        }
+        Ok(()) => print("blkevil: buffer outside memory ACCEPTED\n"),
+        Err(e) => print_error(e),
+    }
+    st.q.corrupt_avail_idx(1000);
+    st.dev.notify(0);
+    let dev = st.dev;
+    if spin_until(SPIN_LIMIT, || dev.status() & mmio::NEEDS_RESET != 0) {
+        print("blkevil: device needs reset\n");
+    } else {
+        print("blkevil: device did not flag the bad ring\n");
+    }
+    match init(dev) {
+        Ok(fresh) => *st = fresh,
+        Err(e) => return report_init_error(dev, e),
+    }
+    let mut sector = [0u8; SECTOR];
+    match d.read(0, &mut sector) {
+        Ok(()) => print("blkevil: reset and read again\n"),
+        Err(e) => print_error(e),
+    }
+}

@@ -170,6 +170,13 @@ impl Virtq {
         Some(head)
     }
 
+    /// Publishes an avail index `ahead` entries past the real one, as a broken or hostile
+    /// driver might (for the robustness test); the queue is unusable afterwards.
+    pub fn corrupt_avail_idx(&mut self, ahead: u16) {
+        // SAFETY: the avail ring's idx field.
+        unsafe { write_volatile(self.avail.add(2) as *mut u16, self.avail_idx.wrapping_add(ahead)) };
+    }
+
     /// Takes the next used chain: (head, bytes written). Its descriptors become free again.
     pub fn pop_used(&mut self) -> Option<(u16, u32)> {
         // SAFETY: the used ring's idx field.
