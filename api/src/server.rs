@@ -18,7 +18,7 @@ use crate::auth::token::{TokenError, TokenKeys};
 use crate::config::Config;
 use crate::extract::{method_not_allowed, not_found, request_id};
 use crate::state::AppState;
-use crate::{identity, image};
+use crate::{compute, identity, image};
 
 /// Errors of starting or running the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/identity", identity::router())
         .nest("/image", image::router())
+        .nest("/compute", compute::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
