@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod cache;
 pub mod checksum;
+pub mod configdrive;
 pub mod convert;
 pub mod create;
 pub mod info;

@@ -1,7 +1,7 @@
 //! Command line of `virga-vmm`: flags, or a JSON config file (`--config`) that flags
 //! override. Errors are one line on stderr and exit status 1.
 
-use crate::config::{OnReset, SerialConfig, VmConfig};
+use crate::config::{BalloonConfig, DriveConfig, NetConfig, OnReset, SerialConfig, VmConfig};
 use crate::machine;
 use crate::state::StopReason;
 use clap::Parser;
@@ -46,25 +46,33 @@ struct Args {
     /// At exit, print boot timestamps as one JSON line on stderr.
     #[arg(long)]
     timings: bool,
+    /// A virtio-blk drive: id=ID,path=P[,format=raw|qcow2][,ro=on][,serial=S]; repeatable,
+    /// in slot order (the first is /dev/vda). Replaces the config file's drives.
+    #[arg(long = "drive", value_name = "OPTIONS")]
+    drives: Vec<DriveConfig>,
+    /// A virtio-net NIC: id=ID,tap=NAME[,mac=M] (or tap_fd=N); repeatable. Replaces the config
+    /// file's NICs.
+    #[arg(long = "net", value_name = "OPTIONS")]
+    nets: Vec<NetConfig>,
+    /// A virtio-balloon: [deflate_on_oom=on][,free_page_reporting=on].
+    #[arg(long, value_name = "OPTIONS", num_args = 0..=1, default_missing_value = "")]
+    balloon: Option<BalloonConfig>,
+    /// A virtio-rng fed from the host's getrandom.
+    #[arg(long)]
+    rng: bool,
+    /// Do not announce virtio-mmio devices on the kernel command line (ACPI alone then).
+    #[arg(long)]
+    no_virtio_cmdline: bool,
 }
 
 fn config(args: Args) -> Result<VmConfig, crate::config::ConfigError> {
     let mut cfg = match &args.config {
         Some(path) => VmConfig::from_file(path)?,
-        None => VmConfig {
-            kernel: args
-                .kernel
+        None => VmConfig::new(
+            args.kernel
                 .clone()
                 .ok_or(crate::config::ConfigError::NoKernel)?,
-            initrd: None,
-            cmdline: String::new(),
-            vcpus: 1,
-            memory_mib: 128,
-            serial: SerialConfig::Stdout,
-            control_socket: None,
-            on_reset: OnReset::Restart,
-            acpi: true,
-        },
+        ),
     };
     if let Some(k) = args.kernel {
         cfg.kernel = k;
@@ -92,6 +100,21 @@ fn config(args: Args) -> Result<VmConfig, crate::config::ConfigError> {
     }
     if args.no_acpi {
         cfg.acpi = false;
+    }
+    if !args.drives.is_empty() {
+        cfg.drives = args.drives;
+    }
+    if !args.nets.is_empty() {
+        cfg.nets = args.nets;
+    }
+    if args.balloon.is_some() {
+        cfg.balloon = args.balloon;
+    }
+    if args.rng {
+        cfg.rng = true;
+    }
+    if args.no_virtio_cmdline {
+        cfg.virtio_cmdline = false;
     }
     Ok(cfg)
 }
@@ -180,5 +203,47 @@ pub fn main() -> i32 {
             eprintln!("virga-vmm: error: {e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DriveFormat;
+
+    fn parse(args: &[&str]) -> Result<VmConfig, String> {
+        let a = Args::try_parse_from(std::iter::once("virga-vmm").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        config(a).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn device_flags() {
+        let c = parse(&[
+            "--kernel",
+            "/k",
+            "--drive",
+            "id=root,path=/r.qcow2,format=qcow2",
+            "--drive",
+            "id=data,path=/d,ro=on,serial=S1",
+            "--net",
+            "id=net0,tap=tap0,mac=02:00:00:00:00:07",
+            "--balloon",
+            "--rng",
+            "--no-virtio-cmdline",
+        ])
+        .unwrap();
+        assert_eq!(c.drives.len(), 2);
+        assert_eq!(c.drives[0].format, Some(DriveFormat::Qcow2));
+        assert_eq!(c.drives[1].serial.as_deref(), Some("S1"));
+        assert_eq!(c.nets[0].tap.as_deref(), Some("tap0"));
+        assert_eq!(c.balloon, Some(BalloonConfig::default()));
+        assert!(c.rng && !c.virtio_cmdline);
+        let c = parse(&["--kernel", "/k", "--balloon", "deflate_on_oom=on"]).unwrap();
+        assert!(c.balloon.unwrap().deflate_on_oom);
+        let c = parse(&["--kernel", "/k"]).unwrap();
+        assert!(c.drives.is_empty() && c.balloon.is_none() && !c.rng && c.virtio_cmdline);
+        let e = parse(&["--kernel", "/k", "--drive", "path=/x"]).unwrap_err();
+        assert!(e.contains("id= is required"), "{e}");
     }
 }

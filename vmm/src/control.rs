@@ -4,9 +4,10 @@
 
 use crate::state::RunState;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,56 @@ pub enum Request {
     Shutdown,
     /// End the VMM now (exit status 0).
     Kill,
+    /// Ask the guest's balloon driver to hold `target_mib` MiB (inflate above its current
+    /// size, deflate below).
+    BalloonSet {
+        /// Balloon size wanted, in MiB.
+        target_mib: u64,
+    },
+    /// The balloon's size and the guest's latest memory statistics (asked for anew).
+    BalloonStats,
+    /// Put another disk image behind drive `id` (same format rules as at start).
+    DriveUpdate {
+        /// The drive's id.
+        id: String,
+        /// The new image file.
+        path: PathBuf,
+    },
+    /// Per-device request, byte and error counters.
+    Counters,
+}
+
+/// The answer to `balloon_stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalloonInfo {
+    /// Size the host asked for, in MiB.
+    pub target_mib: u64,
+    /// Size the guest driver says it has reached, in 4 KiB pages.
+    pub actual_pages: u64,
+    /// Pages inflated minus pages deflated (released to the host).
+    pub inflated_pages: u64,
+    /// Bytes returned to the host by free page reporting, in total.
+    pub reported_bytes: u64,
+    /// Page numbers refused (outside guest memory) or releases that failed.
+    pub errors: u64,
+    /// The guest's statistics; absent until it sent some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<devices::virtio::balloon::GuestMemoryStats>,
+}
+
+/// One device's counters in the answer to `counters`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCounters {
+    /// `blk`, `net`, `balloon` or `rng`.
+    pub kind: String,
+    /// Requests (chains; frames for net).
+    pub requests: u64,
+    /// Bytes written into guest memory (blk reads, net rx, rng).
+    pub bytes_to_guest: u64,
+    /// Bytes taken from the guest (blk writes, net tx, balloon bytes released).
+    pub bytes_from_guest: u64,
+    /// Malformed requests, I/O errors, dropped frames.
+    pub errors: u64,
 }
 
 /// A boot-progress mark: a byte the guest wrote to port 0x3f0 and when.
@@ -73,6 +124,12 @@ pub struct Response {
     /// For `info`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<VmInfo>,
+    /// For `balloon_stats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balloon: Option<BalloonInfo>,
+    /// For `counters`: by device id (drives and NICs by their ids, `balloon0`, `rng0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<BTreeMap<String, DeviceCounters>>,
 }
 
 impl Response {
@@ -82,6 +139,8 @@ impl Response {
             ok: true,
             error: None,
             info: None,
+            balloon: None,
+            counters: None,
         }
     }
     /// Failure with a reason.
@@ -89,7 +148,7 @@ impl Response {
         Self {
             ok: false,
             error: Some(msg.into()),
-            info: None,
+            ..Self::ok()
         }
     }
 }
@@ -199,6 +258,25 @@ mod tests {
             serde_json::to_string(&Response::ok()).unwrap(),
             r#"{"ok":true}"#
         );
+        for (text, req) in [
+            (
+                r#"{"cmd":"balloon_set","target_mib":64}"#,
+                Request::BalloonSet { target_mib: 64 },
+            ),
+            (r#"{"cmd":"balloon_stats"}"#, Request::BalloonStats),
+            (
+                r#"{"cmd":"drive_update","id":"root","path":"/x"}"#,
+                Request::DriveUpdate {
+                    id: "root".into(),
+                    path: "/x".into(),
+                },
+            ),
+            (r#"{"cmd":"counters"}"#, Request::Counters),
+        ] {
+            assert_eq!(serde_json::from_str::<Request>(text).unwrap(), req);
+            assert_eq!(serde_json::to_string(&req).unwrap(), text);
+        }
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"balloon_set"}"#).is_err());
     }
 
     #[test]

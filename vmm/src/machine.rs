@@ -55,6 +55,9 @@ pub enum VmmError {
         what: &'static str,
         source: vm_memory::GuestMemoryError,
     },
+    /// A configuration this build cannot run yet.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// A thread or signal handler could not be set up.
     #[error("{what}: {source}")]
     Os {
@@ -116,6 +119,11 @@ pub fn run(cfg: VmConfig, start: Instant) -> Result<Outcome, VmmError> {
     let kvm = Kvm::new().map_err(VmmError::Kvm)?;
     let max_vcpus = (kvm.get_max_vcpus() as u32).min(mptable::MAX_CPUS);
     cfg.validate(max_vcpus, host_memory_mib())?;
+    if cfg.virtio_device_count() > 0 {
+        return Err(VmmError::Unsupported(
+            "virtio devices are configured but not wired into the VMM yet",
+        ));
+    }
     state::install_kick_handler().map_err(|source| VmmError::Os {
         what: "installing the vCPU kick handler",
         source,
@@ -332,5 +340,13 @@ fn handle(ctx: &Context, req: Request) -> Response {
             ctx.shared.request_stop(StopReason::Killed);
             Response::ok()
         }
+        Request::BalloonSet { .. } | Request::BalloonStats => {
+            Response::error("this VM has no balloon")
+        }
+        Request::DriveUpdate { id, .. } => Response::error(format!("no drive {id:?}")),
+        Request::Counters => Response {
+            counters: Some(Default::default()),
+            ..Response::ok()
+        },
     }
 }

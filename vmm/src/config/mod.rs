@@ -1,8 +1,12 @@
 //! What one `virga-vmm` runs: from command-line flags, a JSON file, or both (flags win).
 
+pub mod devices;
+
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::str::FromStr;
+
+pub use devices::{BalloonConfig, DeviceConfigError, DriveConfig, DriveFormat, NetConfig};
 
 /// Where the guest's serial console goes (and where its input comes from).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +79,52 @@ pub struct VmConfig {
     /// Whether to build ACPI tables (else the MP table alone describes the CPUs).
     #[serde(default = "default_acpi")]
     pub acpi: bool,
+    /// virtio-blk drives in slot order: the first is `/dev/vda`.
+    #[serde(default)]
+    pub drives: Vec<DriveConfig>,
+    /// virtio-net NICs over taps, after the drives.
+    #[serde(default)]
+    pub nets: Vec<NetConfig>,
+    /// A virtio-balloon (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balloon: Option<BalloonConfig>,
+    /// A virtio-rng fed from the host's getrandom.
+    #[serde(default)]
+    pub rng: bool,
+    /// Announce the virtio-mmio devices on the kernel command line
+    /// (`virtio_mmio.device=4K@0x...:IRQ`); off: ACPI (DSDT) alone describes them.
+    #[serde(default = "default_true")]
+    pub virtio_cmdline: bool,
+}
+
+impl VmConfig {
+    /// The defaults, as the flags and the JSON file have them.
+    pub fn new(kernel: PathBuf) -> Self {
+        Self {
+            kernel,
+            initrd: None,
+            cmdline: String::new(),
+            vcpus: default_vcpus(),
+            memory_mib: default_memory_mib(),
+            serial: SerialConfig::default(),
+            control_socket: None,
+            on_reset: OnReset::default(),
+            acpi: true,
+            drives: Vec::new(),
+            nets: Vec::new(),
+            balloon: None,
+            rng: false,
+            virtio_cmdline: true,
+        }
+    }
+
+    /// Number of virtio-mmio devices (drives, NICs, balloon, rng).
+    pub fn virtio_device_count(&self) -> usize {
+        self.drives.len()
+            + self.nets.len()
+            + usize::from(self.balloon.is_some())
+            + usize::from(self.rng)
+    }
 }
 
 fn default_vcpus() -> u32 {
@@ -84,6 +134,9 @@ fn default_memory_mib() -> u64 {
     128
 }
 fn default_acpi() -> bool {
+    true
+}
+fn default_true() -> bool {
     true
 }
 
@@ -123,6 +176,9 @@ pub enum ConfigError {
     /// A socket path that already exists.
     #[error("{what} path {path} already exists")]
     SocketExists { what: &'static str, path: PathBuf },
+    /// A virtio device option is wrong.
+    #[error(transparent)]
+    Device(#[from] DeviceConfigError),
 }
 
 impl VmConfig {
@@ -163,6 +219,11 @@ impl VmConfig {
                 host: host_mib,
             });
         }
+        devices::validate(
+            &self.drives,
+            &self.nets,
+            usize::from(self.balloon.is_some()) + usize::from(self.rng),
+        )?;
         let sockets = [
             ("control socket", self.control_socket.as_ref()),
             (
@@ -208,6 +269,44 @@ mod tests {
         .unwrap();
         assert_eq!(c.serial, SerialConfig::Socket("/s".into()));
         assert!(serde_json::from_str::<VmConfig>(r#"{"kernel": "/k", "vcpu": 2}"#).is_err());
+        assert_eq!(base(), VmConfig::new("/k".into()));
+    }
+
+    #[test]
+    fn device_json_forms() {
+        let c: VmConfig = serde_json::from_str(
+            r#"{"kernel": "/k",
+                "drives": [{"id": "root", "path": "/x/disk.qcow2", "format": "qcow2"},
+                           {"id": "data", "path": "/x/d.raw", "read_only": true, "serial": "s1"}],
+                "nets": [{"id": "net0", "tap": "tap0", "mac": "02:00:00:00:00:01"},
+                         {"id": "net1", "tap_fd": 5}],
+                "balloon": {"deflate_on_oom": true, "free_page_reporting": false},
+                "rng": true}"#,
+        )
+        .unwrap();
+        assert_eq!(c.drives[0].format, Some(DriveFormat::Qcow2));
+        assert!(c.drives[1].read_only);
+        assert_eq!(c.nets[1].tap_fd, Some(5));
+        assert!(c.balloon.unwrap().deflate_on_oom);
+        assert!(c.rng && c.virtio_cmdline);
+        assert_eq!(c.virtio_device_count(), 6);
+        c.validate(8, 1024).unwrap();
+        // Round trip: what the compute agent serialises reads back the same.
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<VmConfig>(&text).unwrap(), c);
+        for bad in [
+            r#"{"kernel": "/k", "drives": [{"id": "a", "path": "/p", "fmt": "raw"}]}"#,
+            r#"{"kernel": "/k", "drives": [{"id": "a", "path": "/p", "format": "vmdk"}]}"#,
+            r#"{"kernel": "/k", "nets": [{"id": "a", "tap": "t", "vlan": 3}]}"#,
+            r#"{"kernel": "/k", "balloon": {"size": 3}}"#,
+        ] {
+            assert!(serde_json::from_str::<VmConfig>(bad).is_err(), "{bad}");
+        }
+        let c: VmConfig = serde_json::from_str(
+            r#"{"kernel": "/k", "nets": [{"id": "a", "tap": "t", "tap_fd": 3}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(c.validate(8, 1024), Err(ConfigError::Device(_))));
     }
 
     #[test]

@@ -1,0 +1,449 @@
+//! Creating, starting, stopping, rebooting and removing instances. Each method runs under the
+//! instance's lock (taken by the `Driver` impl in `mod.rs`).
+
+use super::instance::{InstanceDir, InstanceRecord, MAX_SOCKET_PATH};
+use super::process::{self, PidRecord, Pidfd};
+use super::{Agent, configdrive, ctl, io_err};
+use crate::compute::driver::{DriverError, InstanceSpec, Observed, PowerState};
+use images::cache::CacheError;
+use images::store::DiskFormat;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+use vmm::config::{DriveConfig, DriveFormat, OnReset, SerialConfig, VmConfig};
+use vmm::control::Request;
+
+/// How long a VMM gets to exit after the `kill` request before SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+/// How long to wait for the reaper thread to record an exit.
+const REAPER_WAIT: Duration = Duration::from_millis(500);
+
+impl Agent {
+    pub(super) fn spawn_locked(&self, spec: &InstanceSpec) -> Result<Observed, DriverError> {
+        let id = spec.id;
+        let dir = self.instance_dir(id);
+        let prepare = |reason: String| DriverError::Prepare { id, reason };
+        let socket_len = dir.control_socket().as_os_str().len();
+        if socket_len > MAX_SOCKET_PATH {
+            return Err(prepare(format!(
+                "control socket path {} is {socket_len} bytes, more than a unix socket takes \
+                 ({MAX_SOCKET_PATH}); use a shorter instances_dir",
+                dir.control_socket().display()
+            )));
+        }
+        if dir.path().exists() {
+            return Err(prepare(format!(
+                "instance directory {} already exists",
+                dir.path().display()
+            )));
+        }
+        std::fs::create_dir(dir.path())
+            .map_err(|e| prepare(format!("creating {}: {e}", dir.path().display())))?;
+        if let Err(reason) = self.prepare(spec, &dir) {
+            // Nothing half-made stays behind.
+            let _ = self.cache.remove_overlay(&id.to_string());
+            let _ = std::fs::remove_dir_all(dir.path());
+            return Err(prepare(reason));
+        }
+        self.boot(id, &dir)
+    }
+
+    /// Root disk overlay, config drive, VMM config and the agent's record.
+    fn prepare(&self, spec: &InstanceSpec, dir: &InstanceDir) -> Result<(), String> {
+        let root_disk = match &spec.boot.disk {
+            Some(disk) => Some(self.root_overlay(spec, disk)?),
+            None => None,
+        };
+        let mut drives = Vec::new();
+        if let Some(path) = &root_disk {
+            drives.push(DriveConfig {
+                id: "root".into(),
+                path: path.clone(),
+                format: Some(DriveFormat::Qcow2),
+                read_only: false,
+                serial: None,
+            });
+        }
+        if self.cfg.config_drive {
+            configdrive::write(&dir.config_drive(), &spec.config_drive)
+                .map_err(|e| e.to_string())?;
+            drives.push(DriveConfig {
+                id: "config".into(),
+                path: dir.config_drive(),
+                format: Some(DriveFormat::Raw),
+                read_only: true,
+                serial: Some(configdrive::LABEL.into()),
+            });
+        }
+        let cfg = VmConfig {
+            cmdline: spec
+                .boot
+                .cmdline
+                .clone()
+                .unwrap_or_else(|| self.cfg.default_cmdline.clone()),
+            initrd: spec.boot.initrd.clone(),
+            vcpus: spec.vcpus,
+            memory_mib: spec.memory_mib,
+            serial: SerialConfig::File(dir.console()),
+            control_socket: Some(dir.control_socket()),
+            on_reset: OnReset::Restart,
+            drives,
+            ..VmConfig::new(spec.boot.kernel.clone())
+        };
+        let json = serde_json::to_vec_pretty(&cfg).map_err(|e| format!("VMM config: {e}"))?;
+        super::instance::write_atomic(&dir.vmm_config(), &json)
+            .map_err(|e| format!("writing {}: {e}", dir.vmm_config().display()))?;
+        InstanceRecord {
+            id: spec.id,
+            name: spec.name.clone(),
+            image_id: spec.boot.image_id,
+            root_disk,
+            stop_requested: false,
+            suspended: false,
+        }
+        .save(dir)
+        .map_err(|e| format!("writing {}: {e}", dir.record().display()))
+    }
+
+    /// The image's base in the host cache (copied from the image store once per host) and this
+    /// instance's qcow2 overlay on it, `root_gb` large.
+    fn root_overlay(&self, spec: &InstanceSpec, disk: &std::path::Path) -> Result<PathBuf, String> {
+        let image = spec.boot.image_id.to_string();
+        let format: DiskFormat = spec
+            .boot
+            .disk_format
+            .parse()
+            .map_err(|e| format!("image {image}: {e}"))?;
+        self.cache
+            .ensure_base(&image, format, |out| {
+                let mut src = std::fs::File::open(disk)?;
+                std::io::copy(&mut src, out).map(drop)
+            })
+            .map_err(|e| format!("caching image {image} from {}: {e}", disk.display()))?;
+        let size = match spec.root_gb {
+            0 => None,
+            gb => Some(
+                gb.checked_mul(1 << 30)
+                    .ok_or_else(|| format!("root disk of {gb} GiB is too large"))?,
+            ),
+        };
+        self.cache
+            .create_overlay(&image, &spec.id.to_string(), size)
+            .map_err(|e| match e {
+                CacheError::DiskTooSmall { .. } => format!("flavor root disk too small: {e}"),
+                e => format!("creating the root disk: {e}"),
+            })
+    }
+
+    /// Starts the VMM and waits until it entered the guest (or ended: a boot failure).
+    fn boot(&self, id: Uuid, dir: &InstanceDir) -> Result<Observed, DriverError> {
+        // The VMM refuses a control socket path that exists; one left by a killed VMM is stale.
+        let _ = std::fs::remove_file(dir.control_socket());
+        let rec =
+            process::launch(&self.vmm, id, dir, &self.children, self.notifier()).map_err(|e| {
+                DriverError::BootFailed {
+                    id,
+                    reason: format!("starting {}: {e}", self.vmm.display()),
+                }
+            })?;
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.start_wait_ms);
+        let mut pause = Duration::from_micros(500);
+        loop {
+            if !process::is_instance_vmm(rec, &dir.vmm_config()) {
+                let seen = self.observe_dir(id, dir)?;
+                let reason = match seen.fault {
+                    Some(fault) => fault,
+                    None => "the VMM exited at once (the guest powered off)".to_owned(),
+                };
+                return Err(DriverError::BootFailed { id, reason });
+            }
+            if let Ok(info) = ctl::info(&dir.control_socket(), ctl::TIMEOUT)
+                && info.boot.first_kvm_run_us.is_some()
+            {
+                return Ok(Observed {
+                    power: PowerState::Running,
+                    pid: Some(rec.pid),
+                    ready: ctl::ready(&info),
+                    fault: None,
+                });
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(%id, pid = rec.pid, "VMM has not entered the guest yet");
+                return Ok(Observed {
+                    power: PowerState::Running,
+                    pid: Some(rec.pid),
+                    ready: false,
+                    fault: None,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    fn record(&self, id: Uuid) -> Result<(InstanceDir, InstanceRecord), DriverError> {
+        let dir = self.instance_dir(id);
+        if !dir.path().is_dir() {
+            return Err(DriverError::NotFound(id));
+        }
+        let rec = InstanceRecord::load(&dir).map_err(io_err(id))?;
+        Ok((dir, rec))
+    }
+
+    pub(super) fn start_locked(&self, id: Uuid) -> Result<Observed, DriverError> {
+        let (dir, mut rec) = self.record(id)?;
+        if process::running_vmm(&dir).is_some() {
+            let state = self.observe_dir(id, &dir)?.power;
+            return Err(DriverError::InvalidState {
+                id,
+                state,
+                op: "start",
+            });
+        }
+        rec.stop_requested = false;
+        rec.suspended = false;
+        rec.save(&dir).map_err(io_err(id))?;
+        self.boot(id, &dir)
+    }
+
+    pub(super) fn stop_locked(&self, id: Uuid, grace: Duration) -> Result<(), DriverError> {
+        let (dir, mut rec) = self.record(id)?;
+        let Some(pid) = process::running_vmm(&dir) else {
+            return Ok(());
+        };
+        let paused = matches!(
+            self.observe_dir(id, &dir)?.power,
+            PowerState::Paused | PowerState::Suspended
+        );
+        rec.stop_requested = true;
+        rec.suspended = false;
+        rec.save(&dir).map_err(io_err(id))?;
+        // A paused guest cannot act on the power button: no point waiting for it.
+        let grace = if paused { Duration::ZERO } else { grace };
+        self.end_vmm(id, &dir, pid, grace)
+    }
+
+    /// Asks the guest to power off (when `grace` is not zero), then the VMM to exit, then
+    /// kills it; returns once the process is gone.
+    fn end_vmm(
+        &self,
+        id: Uuid,
+        dir: &InstanceDir,
+        pid: PidRecord,
+        grace: Duration,
+    ) -> Result<(), DriverError> {
+        let Some(fd) = Pidfd::open(pid, &dir.vmm_config()).map_err(io_err(id))? else {
+            return Ok(());
+        };
+        let sock = dir.control_socket();
+        let exited = || {
+            // The reaper (when this agent started the VMM) writes exit.json after the process
+            // ends: let it finish, so a removal of the directory cannot race with it.
+            self.children.exit_of(id, pid.pid, REAPER_WAIT);
+            Ok(())
+        };
+        if !grace.is_zero() {
+            match ctl::command(&sock, Request::Shutdown) {
+                Ok(()) if fd.wait(grace) => return exited(),
+                Ok(()) => tracing::info!(%id, "guest did not power off in {grace:?}: killing"),
+                Err(e) => tracing::info!(%id, "power-off request failed ({e}): killing"),
+            }
+        }
+        if ctl::command(&sock, Request::Kill).is_ok() && fd.wait(KILL_WAIT) {
+            return exited();
+        }
+        tracing::warn!(%id, pid = pid.pid, "VMM did not exit on request: SIGKILL");
+        fd.signal(libc::SIGKILL).map_err(io_err(id))?;
+        if fd.wait(Duration::from_secs(10)) {
+            exited()
+        } else {
+            Err(DriverError::Io {
+                id,
+                source: std::io::Error::other(format!(
+                    "VMM pid {} survived SIGKILL for 10 s",
+                    pid.pid
+                )),
+            })
+        }
+    }
+
+    pub(super) fn reboot_locked(
+        &self,
+        id: Uuid,
+        hard: bool,
+        grace: Duration,
+    ) -> Result<Observed, DriverError> {
+        let (dir, mut rec) = self.record(id)?;
+        let running = process::running_vmm(&dir);
+        if !hard {
+            let Some(pid) = running else {
+                let state = self.observe_dir(id, &dir)?.power;
+                return Err(DriverError::InvalidState {
+                    id,
+                    state,
+                    op: "reboot (soft)",
+                });
+            };
+            if let Some(seen) = self.soft_reboot(id, &dir, pid, grace)? {
+                return Ok(seen);
+            }
+            tracing::info!(%id, "soft reboot did not happen in {grace:?}: rebooting hard");
+        }
+        if let Some(pid) = process::running_vmm(&dir) {
+            rec.stop_requested = true;
+            rec.save(&dir).map_err(io_err(id))?;
+            self.end_vmm(id, &dir, pid, Duration::ZERO)?;
+        }
+        rec.stop_requested = false;
+        rec.suspended = false;
+        rec.save(&dir).map_err(io_err(id))?;
+        self.boot(id, &dir)
+    }
+
+    /// Ctrl-Alt-Del, then waits for the guest to boot again (the VMM restarts it in the same
+    /// process) or to power off instead (then the VMM is started again). `None`: neither
+    /// happened within `grace`.
+    fn soft_reboot(
+        &self,
+        id: Uuid,
+        dir: &InstanceDir,
+        pid: PidRecord,
+        grace: Duration,
+    ) -> Result<Option<Observed>, DriverError> {
+        let sock = dir.control_socket();
+        let boots = ctl::info(&sock, ctl::TIMEOUT).map(|i| i.boots).ok();
+        if let Err(e) = ctl::command(&sock, Request::Shutdown) {
+            tracing::info!(%id, "soft reboot request failed: {e}");
+            return Ok(None);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if !process::is_instance_vmm(pid, &dir.vmm_config()) {
+                return self.boot(id, dir).map(Some);
+            }
+            if let (Some(before), Ok(info)) = (boots, ctl::info(&sock, ctl::TIMEOUT))
+                && info.boots > before
+            {
+                return Ok(Some(Observed {
+                    power: PowerState::Running,
+                    pid: Some(pid.pid),
+                    ready: ctl::ready(&info),
+                    fault: None,
+                }));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(None)
+    }
+
+    /// Pause (or, with `suspend`, suspend: a pause the state remembers as such).
+    pub(super) fn pause_locked(&self, id: Uuid, suspend: bool) -> Result<(), DriverError> {
+        let (dir, mut rec) = self.record(id)?;
+        let op = if suspend { "suspend" } else { "pause" };
+        let state = self.observe_dir(id, &dir)?.power;
+        if state != PowerState::Running {
+            return Err(DriverError::InvalidState { id, state, op });
+        }
+        ctl::command(&dir.control_socket(), Request::Pause).map_err(|e| ctl_err(id, e))?;
+        rec.suspended = suspend;
+        rec.save(&dir).map_err(io_err(id))
+    }
+
+    /// Unpause (or, with `suspend`, resume a suspended instance).
+    pub(super) fn unpause_locked(&self, id: Uuid, suspend: bool) -> Result<(), DriverError> {
+        let (dir, mut rec) = self.record(id)?;
+        let (op, want) = if suspend {
+            ("resume", PowerState::Suspended)
+        } else {
+            ("unpause", PowerState::Paused)
+        };
+        let state = self.observe_dir(id, &dir)?.power;
+        if state != want {
+            return Err(DriverError::InvalidState { id, state, op });
+        }
+        ctl::command(&dir.control_socket(), Request::Resume).map_err(|e| ctl_err(id, e))?;
+        rec.suspended = false;
+        rec.save(&dir).map_err(io_err(id))
+    }
+
+    pub(super) fn snapshot_locked(
+        &self,
+        id: Uuid,
+        dest: &std::path::Path,
+    ) -> Result<(), DriverError> {
+        let (dir, rec) = self.record(id)?;
+        let Some(disk) = rec.root_disk else {
+            return Err(DriverError::Prepare {
+                id,
+                reason: "the instance has no root disk to snapshot".to_owned(),
+            });
+        };
+        // The guest must not write while the disk is copied.
+        let pause = self.observe_dir(id, &dir)?.power == PowerState::Running;
+        if pause {
+            ctl::command(&dir.control_socket(), Request::Pause).map_err(|e| ctl_err(id, e))?;
+        }
+        let copied = images::convert::convert(
+            &disk,
+            &self.cache.overlay_open_options(),
+            dest,
+            images::Format::Qcow2,
+            &Default::default(),
+        );
+        if pause {
+            ctl::command(&dir.control_socket(), Request::Resume).map_err(|e| ctl_err(id, e))?;
+        }
+        copied.map(drop).map_err(|e| DriverError::Prepare {
+            id,
+            reason: format!("snapshot of {} to {}: {e}", disk.display(), dest.display()),
+        })
+    }
+
+    pub(super) fn destroy_locked(&self, id: Uuid) -> Result<(), DriverError> {
+        let dir = self.instance_dir(id);
+        let name = id.to_string();
+        let has_overlay = self.cache.overlay_path(&name).is_some();
+        if !dir.path().is_dir() && !has_overlay {
+            return Err(DriverError::NotFound(id));
+        }
+        if let Some(pid) = process::running_vmm(&dir) {
+            if let Ok(mut rec) = InstanceRecord::load(&dir) {
+                rec.stop_requested = true;
+                rec.save(&dir).map_err(io_err(id))?;
+            }
+            self.end_vmm(id, &dir, pid, Duration::ZERO)?;
+        }
+        if has_overlay {
+            self.cache
+                .remove_overlay(&name)
+                .map_err(|e| DriverError::Io {
+                    id,
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+        }
+        remove_dir(dir.path()).map_err(io_err(id))
+    }
+}
+
+fn ctl_err(id: Uuid, e: ctl::CtlError) -> DriverError {
+    DriverError::Io {
+        id,
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Removes an instance directory. Another agent's reaper (one that started the VMM) may still
+/// be writing its exit record there: try again briefly when a file appears meanwhile.
+fn remove_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempts < 10 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! What an instance looks like right now: the process table says whether its VMM lives, the
+//! control socket says paused/running and ready, and the exit record (or, for a VMM this agent
+//! did not start, its leftovers) says whether an end was a power-off or a crash.
+
+use super::instance::{ExitRecord, InstanceDir, InstanceRecord};
+use super::process::{self, PidRecord, RUN_SEPARATOR};
+use super::{Agent, ctl, io_err};
+use crate::compute::driver::{DriverError, Observed, PowerState};
+use std::time::Duration;
+use uuid::Uuid;
+use vmm::state::RunState;
+
+/// `info` must answer quickly: a power-state sync asks every instance.
+const INFO_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long to wait for the reaper thread to record an exit it is about to record.
+const REAPER_WAIT: Duration = Duration::from_millis(300);
+/// Lines of VMM stderr a fault message carries.
+const FAULT_LINES: usize = 5;
+
+impl Agent {
+    pub(super) fn observe_dir(&self, id: Uuid, dir: &InstanceDir) -> Result<Observed, DriverError> {
+        if !dir.path().is_dir() {
+            return Err(DriverError::NotFound(id));
+        }
+        let rec = InstanceRecord::load(dir).map_err(io_err(id))?;
+        if let Some(pid) = process::running_vmm(dir) {
+            return Ok(observe_running(dir, &rec, pid));
+        }
+        Ok(self.observe_ended(id, dir, &rec))
+    }
+
+    fn observe_ended(&self, id: Uuid, dir: &InstanceDir, rec: &InstanceRecord) -> Observed {
+        let off = |fault: Option<String>| Observed {
+            power: if fault.is_some() {
+                PowerState::Crashed
+            } else {
+                PowerState::Shutdown
+            },
+            pid: None,
+            ready: false,
+            fault,
+        };
+        let Some(pid) = PidRecord::load(dir) else {
+            // Never started (spawn failed before the VMM ran).
+            return off(None);
+        };
+        if rec.stop_requested {
+            return off(None);
+        }
+        let exit = self
+            .children
+            .exit_of(id, pid.pid, REAPER_WAIT)
+            .or_else(|| ExitRecord::load(dir).filter(|e| e.pid == pid.pid));
+        let stderr = last_run_stderr(dir);
+        match exit {
+            Some(e) if e.clean() => off(None),
+            Some(e) => off(Some(fault(&e.describe(), &stderr))),
+            None => {
+                // Ended while no agent watched it (the daemon was down): the VMM removes its
+                // control socket on every orderly exit, and prints a line on error.
+                let orderly = !dir.control_socket().exists();
+                if orderly && !stderr.contains("error:") {
+                    off(None)
+                } else {
+                    let how = if orderly {
+                        "virga-vmm ended while the agent was not running (exit status unknown)"
+                    } else {
+                        "virga-vmm was killed while the agent was not running (exit status unknown)"
+                    };
+                    off(Some(fault(how, &stderr)))
+                }
+            }
+        }
+    }
+}
+
+fn observe_running(dir: &InstanceDir, rec: &InstanceRecord, pid: PidRecord) -> Observed {
+    let (power, ready) = match ctl::info(&dir.control_socket(), INFO_TIMEOUT) {
+        Ok(info) => {
+            let power = match info.state {
+                RunState::Paused if rec.suspended => PowerState::Suspended,
+                RunState::Paused => PowerState::Paused,
+                _ => PowerState::Running,
+            };
+            (power, ctl::ready(&info))
+        }
+        // Still starting (socket not bound yet) or busy stopping.
+        Err(e) => {
+            tracing::debug!(id = %rec.id, "info: {e}");
+            (PowerState::Running, false)
+        }
+    };
+    Observed {
+        power,
+        pid: Some(pid.pid),
+        ready,
+        fault: None,
+    }
+}
+
+fn fault(how: &str, stderr: &str) -> String {
+    if stderr.trim().is_empty() {
+        how.to_owned()
+    } else {
+        format!("{how}; VMM stderr: {}", stderr.trim_end())
+    }
+}
+
+/// The last lines the VMM wrote to stderr in its latest run.
+pub(super) fn last_run_stderr(dir: &InstanceDir) -> String {
+    let Ok(text) = super::console::tail(&dir.vmm_log(), Some(200)) else {
+        return String::new();
+    };
+    let run = match text.rfind(RUN_SEPARATOR) {
+        Some(i) => text[i..].split_once('\n').map_or("", |(_, rest)| rest),
+        None => &text,
+    };
+    super::instance::last_lines(run, FAULT_LINES).to_owned()
+}

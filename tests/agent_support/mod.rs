@@ -1,0 +1,160 @@
+//! Helpers for the compute agent tests: a host (temporary instances dir and base cache, an
+//! [`Agent`] running the real `virga-vmm`), specs for the tiny guest, waits, and a guard that
+//! kills every VMM a test started and removes its files.
+
+#![allow(dead_code)]
+
+use orchestrator::agent::{Agent, AgentConfig};
+use orchestrator::compute::driver::{
+    BootSource, ConfigDriveData, Driver, InstanceSpec, Observed, PowerState,
+};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+#[path = "../vmm_support/mod.rs"]
+mod vmm_support;
+pub use vmm_support::{VMM, kvm_available};
+
+/// A temporary compute host. Dropping it kills every VMM of its instances (through the
+/// agent, then by pid for any left) and removes the directory.
+pub struct Host {
+    pub root: tempfile::TempDir,
+    pub agent: Agent,
+}
+
+impl Host {
+    pub fn new() -> Self {
+        let root = tempfile::tempdir().expect("temporary directory");
+        let agent = Agent::new(Self::config_for(root.path())).expect("agent");
+        Self { root, agent }
+    }
+
+    /// The agent config of a host rooted at `root`.
+    pub fn config_for(root: &Path) -> AgentConfig {
+        AgentConfig {
+            vmm_binary: VMM.into(),
+            stop_grace_secs: 5,
+            // The VMM refuses virtio drives until h/virtio wires them in; the disk tests
+            // (agent_disk.rs) turn it on where they need it.
+            config_drive: false,
+            ..AgentConfig::under(root)
+        }
+    }
+
+    /// A second agent over the same directories (what a restarted daemon does).
+    pub fn fresh_agent(&self) -> Agent {
+        Agent::new(Self::config_for(self.root.path())).expect("fresh agent")
+    }
+
+    /// The tiny guest with `cmdline` (its `;`-separated start-up commands).
+    pub fn tiny(&self, name: &str, cmdline: &str) -> InstanceSpec {
+        InstanceSpec {
+            id: Uuid::new_v4(),
+            name: name.into(),
+            vcpus: 1,
+            memory_mib: 32,
+            root_gb: 0,
+            boot: BootSource {
+                image_id: Uuid::new_v4(),
+                disk: None,
+                disk_format: "raw".into(),
+                kernel: tiny_guest::PATH.into(),
+                initrd: None,
+                cmdline: Some(cmdline.into()),
+            },
+            config_drive: ConfigDriveData {
+                meta_data: serde_json::json!({"name": name, "hostname": name}),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Path of a file of instance `id`.
+    pub fn file(&self, id: Uuid, name: &str) -> PathBuf {
+        self.agent.instance_dir(id).path().join(name)
+    }
+
+    /// Waits until `observe` satisfies `pred`; panics with the last observation and console.
+    pub fn wait(&self, id: Uuid, what: &str, pred: impl Fn(&Observed) -> bool) -> Observed {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let seen = self.agent.observe(id).expect("observe");
+            if pred(&seen) {
+                return seen;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{id}: not {what} after 20 s: {seen:?}\nconsole:\n{}",
+                    self.agent.console_output(id, Some(30)).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until the console log holds `text`; returns the log.
+    pub fn wait_console(&self, id: Uuid, text: &str) -> String {
+        self.wait_console_for(id, text, |c| c.contains(text))
+    }
+
+    /// Waits until `n` console lines start with `prefix`; returns the log.
+    pub fn wait_lines(&self, id: Uuid, prefix: &str, n: usize) -> String {
+        self.wait_console_for(id, &format!("{n} x {prefix:?}"), |c| count(c, prefix) >= n)
+    }
+
+    /// Waits until the console log satisfies `pred`; returns the log.
+    pub fn wait_console_for(&self, id: Uuid, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let console = self.agent.console_output(id, None).expect("console");
+            if pred(&console) {
+                return console;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id}: no {what} on the console after 20 s:\n{console}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for the guest's ready mark.
+    pub fn wait_ready(&self, id: Uuid) -> Observed {
+        self.wait(id, "ready", |o| o.power == PowerState::Running && o.ready)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for (id, seen) in self.agent.list() {
+            if self.agent.destroy(id).is_err()
+                && let Some(pid) = seen.pid
+            {
+                kill(pid);
+            }
+        }
+    }
+}
+
+/// SIGKILL to `pid`.
+pub fn kill(pid: u32) {
+    // SAFETY: kill only sends a signal.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
+/// Whether `pid` is a live process (a zombie counts as gone).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next().map(str::to_owned))
+        })
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// Number of lines of the console starting with `prefix`.
+pub fn count(console: &str, prefix: &str) -> usize {
+    console.lines().filter(|l| l.starts_with(prefix)).count()
+}
