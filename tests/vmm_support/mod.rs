@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod virtio;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -47,8 +49,21 @@ impl Vmm {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut child = Command::new(VMM)
-            .args(args)
+        Self::spawn_command(Command::new(VMM).args(args))
+    }
+
+    /// Spawns `virga-vmm` inside network namespace `ns` (`ip netns exec`, which execs it: the
+    /// child is the VMM itself).
+    pub fn spawn_in_netns(ns: &str, args: &[&str]) -> Self {
+        Self::spawn_command(
+            Command::new("ip")
+                .args(["netns", "exec", ns, VMM])
+                .args(args),
+        )
+    }
+
+    fn spawn_command(cmd: &mut Command) -> Self {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -162,6 +177,11 @@ impl Vmm {
     /// The exit code, waiting up to 20 s.
     pub fn exit_code(&mut self) -> Option<i32> {
         self.wait_exit(Duration::from_secs(20)).code()
+    }
+
+    /// The VMM's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Everything the VMM wrote on stderr so far.

@@ -1,5 +1,5 @@
-//! The device/event thread: one epoll loop (event-manager) over serial input sources. Later
-//! ioeventfds, taps and timers join it.
+//! The device/event thread: one epoll loop (event-manager) over serial input and the virtio
+//! devices (their queue eventfds, which KVM signals as ioeventfds, and taps).
 
 use crate::device_manager::{SerialInput, SocketOut};
 use devices::legacy::Serial;
@@ -10,23 +10,34 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex};
 use vmm_sys_util::epoll::EventSet;
 
-type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+/// What the event thread serves.
+pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
-/// Starts the event thread for `input` (nothing to do without input).
-pub fn spawn(input: SerialInput, serial: Arc<Mutex<Serial>>) -> std::io::Result<()> {
-    let sub: Subscriber = match input {
-        SerialInput::None => return Ok(()),
-        SerialInput::Stdin if !stdin_pollable() => return Ok(()),
-        SerialInput::Stdin => Arc::new(Mutex::new(StdinInput { serial })),
-        SerialInput::Socket(listener, out) => Arc::new(Mutex::new(SocketInput {
+/// Starts the event thread for `input` and `devices` (no thread when there is nothing to
+/// watch).
+pub fn spawn(
+    input: SerialInput,
+    serial: Arc<Mutex<Serial>>,
+    devices: Vec<Subscriber>,
+) -> std::io::Result<()> {
+    let serial_sub: Option<Subscriber> = match input {
+        SerialInput::None => None,
+        SerialInput::Stdin if !stdin_pollable() => None,
+        SerialInput::Stdin => Some(Arc::new(Mutex::new(StdinInput { serial }))),
+        SerialInput::Socket(listener, out) => Some(Arc::new(Mutex::new(SocketInput {
             listener,
             out,
             client: None,
             serial,
-        })),
+        }))),
     };
+    if serial_sub.is_none() && devices.is_empty() {
+        return Ok(());
+    }
     let mut em: EventManager<Subscriber> = EventManager::new().map_err(std::io::Error::other)?;
-    em.add_subscriber(sub);
+    for sub in serial_sub.into_iter().chain(devices) {
+        em.add_subscriber(sub);
+    }
     std::thread::Builder::new()
         .name("virga-events".into())
         .spawn(move || {

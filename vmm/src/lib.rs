@@ -15,4 +15,5 @@ pub mod machine;
 pub mod state;
 pub mod stats;
 pub mod vcpu;
+pub mod virtio;
 pub mod vm;

@@ -7,6 +7,7 @@ use crate::control::{self, BootTimes, ControlError, Request, Response, VmInfo};
 use crate::device_manager::{DeviceError, Legacy, remove_socket};
 use crate::state::{self, Shared, StopReason};
 use crate::vcpu::{Vcpu, VcpuError};
+use crate::virtio::{VirtioDevices, VirtioError};
 use crate::vm::{Vm, VmError};
 use crate::{acpi, event_loop};
 use devices::bus::Bus;
@@ -55,9 +56,9 @@ pub enum VmmError {
         what: &'static str,
         source: vm_memory::GuestMemoryError,
     },
-    /// A configuration this build cannot run yet.
-    #[error("{0}")]
-    Unsupported(&'static str),
+    /// Building or wiring a virtio device failed.
+    #[error(transparent)]
+    Virtio(#[from] VirtioError),
     /// A thread or signal handler could not be set up.
     #[error("{what}: {source}")]
     Os {
@@ -73,6 +74,7 @@ struct Context {
     cfg: VmConfig,
     shared: Arc<Shared>,
     legacy: Legacy,
+    virtio: VirtioDevices,
     boots: AtomicU32,
     /// First KVM_RUN of the current boot, µs since process start (0: not yet).
     first_run_us: AtomicU64,
@@ -119,11 +121,6 @@ pub fn run(cfg: VmConfig, start: Instant) -> Result<Outcome, VmmError> {
     let kvm = Kvm::new().map_err(VmmError::Kvm)?;
     let max_vcpus = (kvm.get_max_vcpus() as u32).min(mptable::MAX_CPUS);
     cfg.validate(max_vcpus, host_memory_mib())?;
-    if cfg.virtio_device_count() > 0 {
-        return Err(VmmError::Unsupported(
-            "virtio devices are configured but not wired into the VMM yet",
-        ));
-    }
     state::install_kick_handler().map_err(|source| VmmError::Os {
         what: "installing the vCPU kick handler",
         source,
@@ -151,14 +148,18 @@ pub fn run(cfg: VmConfig, start: Instant) -> Result<Outcome, VmmError> {
     if let SerialConfig::Socket(p) = &cfg.serial {
         sockets.0.push(p.clone());
     }
-    event_loop::spawn(input, legacy.serial.clone()).map_err(|source| VmmError::Os {
-        what: "starting the event thread",
-        source,
+    let virtio = VirtioDevices::new(&cfg)?;
+    event_loop::spawn(input, legacy.serial.clone(), virtio.subscribers()).map_err(|source| {
+        VmmError::Os {
+            what: "starting the event thread",
+            source,
+        }
     })?;
     let ctx = Arc::new(Context {
         cfg,
         shared,
         legacy,
+        virtio,
         boots: AtomicU32::new(0),
         first_run_us: AtomicU64::new(0),
         kvm_stats: Default::default(),
@@ -280,9 +281,12 @@ fn prepare(ctx: &Context, vm: &Vm, cpuid: &kvm_bindings::CpuId) -> Result<Vec<Vc
         what: "the MP table",
         source,
     })?;
+    let mut mmio = Bus::new();
+    ctx.virtio.attach(&vm.fd, &vm.memory, &mut mmio)?;
+    let slots = ctx.virtio.placements();
     let rsdp = if cfg.acpi {
         Some(
-            acpi::write(&vm.memory, cfg.vcpus).map_err(|source| VmmError::Tables {
+            acpi::write(&vm.memory, cfg.vcpus, &slots).map_err(|source| VmmError::Tables {
                 what: "ACPI tables",
                 source,
             })?,
@@ -290,8 +294,8 @@ fn prepare(ctx: &Context, vm: &Vm, cpuid: &kvm_bindings::CpuId) -> Result<Vec<Vc
     } else {
         None
     };
-    let entry = boot::load(&vm.memory, cfg, rsdp)?;
-    let mmio = Arc::new(Bus::new());
+    let entry = boot::load(&vm.memory, cfg, rsdp, &slots)?;
+    let mmio = Arc::new(mmio);
     let mut vcpus = Vec::with_capacity(cfg.vcpus as usize);
     for id in 0..cfg.vcpus {
         vcpus.push(Vcpu::new(
@@ -340,12 +344,23 @@ fn handle(ctx: &Context, req: Request) -> Response {
             ctx.shared.request_stop(StopReason::Killed);
             Response::ok()
         }
-        Request::BalloonSet { .. } | Request::BalloonStats => {
-            Response::error("this VM has no balloon")
-        }
-        Request::DriveUpdate { id, .. } => Response::error(format!("no drive {id:?}")),
+        Request::BalloonSet { target_mib } => ctx
+            .virtio
+            .balloon_set(target_mib)
+            .map_or_else(|e| Response::error(e.to_string()), |_| Response::ok()),
+        Request::BalloonStats => match ctx.virtio.balloon_stats() {
+            Ok(b) => Response {
+                balloon: Some(b),
+                ..Response::ok()
+            },
+            Err(e) => Response::error(e.to_string()),
+        },
+        Request::DriveUpdate { id, path } => ctx
+            .virtio
+            .drive_update(&id, &path)
+            .map_or_else(|e| Response::error(e.to_string()), |_| Response::ok()),
         Request::Counters => Response {
-            counters: Some(Default::default()),
+            counters: Some(ctx.virtio.counters()),
             ..Response::ok()
         },
     }

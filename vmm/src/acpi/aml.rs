@@ -116,6 +116,12 @@ pub mod resource {
         vec![0x22, mask[0], mask[1]]
     }
 
+    /// An extended interrupt (any GSI, not just 0-15): consumer, edge-triggered, active high,
+    /// exclusive, as virtio-mmio wants.
+    pub fn interrupt(gsi: u32) -> Vec<u8> {
+        [&[0x89, 0x06, 0x00, 0x03, 0x01][..], &gsi.to_le_bytes()].concat()
+    }
+
     /// A fixed 32-bit memory range (read/write).
     pub fn memory32(base: u32, len: u32) -> Vec<u8> {
         [

@@ -1,6 +1,7 @@
 //! Minimal ACPI tables so a stock kernel finds its vCPUs and can power off: RSDP, XSDT,
 //! FADT (hardware-reduced, with sleep control/status registers at ports 0x600/0x601), MADT,
-//! and a DSDT with `_S5_`, COM1 and the i8042. Written from `layout::ACPI_START`.
+//! and a DSDT with `_S5_`, COM1, the i8042 and the virtio-mmio devices (`LNRO0005`). Written
+//! from `layout::ACPI_START`.
 
 pub mod aml;
 
@@ -50,8 +51,8 @@ fn gas_io(port: u16) -> [u8; 12] {
     g
 }
 
-/// The DSDT's definition block: what H5's virtio-mmio devices will be appended to.
-pub fn dsdt_body() -> Vec<u8> {
+/// The DSDT's definition block; `virtio` lists each virtio-mmio slot's (base, GSI).
+pub fn dsdt_body(virtio: &[(u64, u32)]) -> Vec<u8> {
     use aml::{device, eisa_id, integer, name, package, resource, resources, scope};
     let com1 = device(
         "COM1",
@@ -87,9 +88,38 @@ pub fn dsdt_body() -> Vec<u8> {
             "\\_S5_",
             package(&[integer(legacy::SLEEP_S5.into()), integer(0)]),
         ),
-        scope("\\_SB_", &[com1, ps2]),
+        scope(
+            "\\_SB_",
+            &[vec![com1, ps2], virtio_devices(virtio)].concat(),
+        ),
     ]
     .concat()
+}
+
+/// `Device (VRxx) { _HID "LNRO0005", _UID n, _CRS { Memory32Fixed, Interrupt } }` per slot:
+/// what Linux's virtio-mmio platform driver binds to.
+fn virtio_devices(virtio: &[(u64, u32)]) -> Vec<Vec<u8>> {
+    use aml::{device, integer, name, resource, resources, string};
+    virtio
+        .iter()
+        .enumerate()
+        .map(|(n, &(base, gsi))| {
+            device(
+                &format!("VR{n:02X}"),
+                &[
+                    name("_HID", string("LNRO0005")),
+                    name("_UID", integer(n as u64)),
+                    name(
+                        "_CRS",
+                        resources(&[
+                            resource::memory32(base as u32, 0x1000),
+                            resource::interrupt(gsi),
+                        ]),
+                    ),
+                ],
+            )
+        })
+        .collect()
 }
 
 fn fadt(dsdt: u64) -> Vec<u8> {
@@ -143,10 +173,11 @@ fn align8(a: u64) -> u64 {
     (a + 7) & !7
 }
 
-/// The tables and where each goes, RSDP first at `layout::ACPI_START`.
-pub fn build(cpus: u32) -> Vec<(u64, Vec<u8>)> {
+/// The tables and where each goes, RSDP first at `layout::ACPI_START`; `virtio` as for
+/// [`dsdt_body`].
+pub fn build(cpus: u32, virtio: &[(u64, u32)]) -> Vec<(u64, Vec<u8>)> {
     let dsdt_addr = layout::ACPI_START + 64;
-    let dsdt = table(b"DSDT", 2, &dsdt_body());
+    let dsdt = table(b"DSDT", 2, &dsdt_body(virtio));
     let fadt_addr = align8(dsdt_addr + dsdt.len() as u64);
     let fadt = fadt(dsdt_addr);
     let madt_addr = align8(fadt_addr + fadt.len() as u64);
@@ -166,9 +197,13 @@ pub fn build(cpus: u32) -> Vec<(u64, Vec<u8>)> {
     ]
 }
 
-/// Writes the tables for `cpus` vCPUs; returns the RSDP address.
-pub fn write(mem: &GuestMemoryMmap, cpus: u32) -> Result<u64, GuestMemoryError> {
-    for (addr, bytes) in build(cpus) {
+/// Writes the tables for `cpus` vCPUs and the `virtio` slots; returns the RSDP address.
+pub fn write(
+    mem: &GuestMemoryMmap,
+    cpus: u32,
+    virtio: &[(u64, u32)],
+) -> Result<u64, GuestMemoryError> {
+    for (addr, bytes) in build(cpus, virtio) {
         mem.write_slice(&bytes, GuestAddress(addr))?;
     }
     Ok(layout::ACPI_START)
@@ -184,7 +219,10 @@ mod tests {
 
     #[test]
     fn tables_have_valid_checksums_and_fit_below_the_mp_table() {
-        let tables = build(crate::boot::mptable::MAX_CPUS);
+        let all_slots: Vec<_> = (0..19u32)
+            .map(|n| (0xd000_0000 + u64::from(n) * 0x1000, 5 + n))
+            .collect();
+        let tables = build(crate::boot::mptable::MAX_CPUS, &all_slots);
         let (_, rsdp) = &tables[0];
         assert_eq!(sum(&rsdp[..20]), 0);
         assert_eq!(sum(rsdp), 0);
@@ -201,7 +239,7 @@ mod tests {
 
     #[test]
     fn fadt_points_at_dsdt_and_sleep_ports() {
-        let tables = build(2);
+        let tables = build(2, &[]);
         let dsdt_addr = tables[1].0;
         let fadt = &tables[2].1;
         assert_eq!(&fadt[..4], b"FACP");
@@ -220,6 +258,24 @@ mod tests {
         let xsdt = &tables[4].1;
         assert_eq!(u64::from_le_bytes(rsdp_xsdt(&tables[0].1)), tables[4].0);
         assert_eq!(xsdt.len(), 36 + 16);
+    }
+
+    #[test]
+    fn dsdt_describes_each_virtio_slot() {
+        let plain = dsdt_body(&[]);
+        let two = dsdt_body(&[(0xd000_0000, 5), (0xd000_1000, 17)]);
+        let hits =
+            |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).filter(|w| *w == needle).count();
+        assert_eq!(hits(&plain, b"LNRO0005"), 0);
+        assert_eq!(hits(&two, b"LNRO0005\0"), 2);
+        assert_eq!(hits(&two, b"VR00"), 1);
+        assert_eq!(hits(&two, b"VR01"), 1);
+        // Memory32Fixed at the slot base, then an extended interrupt with the GSI.
+        assert_eq!(
+            hits(&two, &[0x86, 9, 0, 1, 0, 0x10, 0, 0xd0, 0, 0x10, 0, 0]),
+            1
+        );
+        assert_eq!(hits(&two, &[0x89, 6, 0, 3, 1, 17, 0, 0, 0]), 1);
     }
 
     fn rsdp_xsdt(r: &[u8]) -> [u8; 8] {

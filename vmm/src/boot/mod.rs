@@ -70,7 +70,13 @@ pub struct InitrdPlacement {
 }
 
 /// Loads everything and writes the boot structures; returns where the boot vCPU starts.
-pub fn load(mem: &GuestMemoryMmap, cfg: &VmConfig, rsdp: Option<u64>) -> Result<Entry, BootError> {
+/// `virtio` (base, IRQ) slots are announced as `virtio_mmio.device=` when the config says so.
+pub fn load(
+    mem: &GuestMemoryMmap,
+    cfg: &VmConfig,
+    rsdp: Option<u64>,
+    virtio: &[(u64, u32)],
+) -> Result<Entry, BootError> {
     let kernel_err = |source| BootError::KernelFile {
         path: cfg.kernel.clone(),
         source,
@@ -135,6 +141,13 @@ pub fn load(mem: &GuestMemoryMmap, cfg: &VmConfig, rsdp: Option<u64>) -> Result<
         cmdline
             .insert_str(&cfg.cmdline)
             .map_err(|e| BootError::Cmdline(e.to_string()))?;
+    }
+    if cfg.virtio_cmdline {
+        for &(base, irq) in virtio {
+            cmdline
+                .add_virtio_mmio_device(0x1000, GuestAddress(base), irq, None)
+                .map_err(|e| BootError::Cmdline(e.to_string()))?;
+        }
     }
     loader::load_cmdline(mem, GuestAddress(layout::CMDLINE), &cmdline)
         .map_err(|e| BootError::Cmdline(e.to_string()))?;

@@ -8,8 +8,9 @@ const APIC_VERSION: u8 = 0x14;
 const IOAPIC_VERSION: u8 = 0x11;
 const CPU_ENABLED: u8 = 1;
 const CPU_BSP: u8 = 2;
-/// Legacy ISA interrupt lines routed 1:1 to IOAPIC pins (KVM's default routing).
-const ISA_IRQS: u8 = 16;
+/// Interrupt lines routed 1:1 to IOAPIC pins (KVM's default routing): the 16 ISA ones and
+/// the virtio-mmio slots' 16-23, so a kernel without ACPI can use `virtio_mmio.device=` IRQs.
+const IOAPIC_PINS: u8 = 24;
 /// Largest vCPU count the table describes: xAPIC IDs are 8 bits and the IOAPIC takes one.
 pub const MAX_CPUS: u32 = 254;
 
@@ -33,7 +34,7 @@ pub fn build(base: u64, cpus: u8) -> Vec<u8> {
     entries.extend([2, ioapic_id, IOAPIC_VERSION, 1]);
     entries.extend(layout::IOAPIC_ADDR.to_le_bytes());
     count += 2;
-    for irq in 0..ISA_IRQS {
+    for irq in 0..IOAPIC_PINS {
         // I/O interrupt: INT type, bus-default polarity/trigger, ISA bus 0 → IOAPIC pin.
         entries.extend([3, 0, 0, 0, 0, irq, ioapic_id, irq]);
         count += 1;
@@ -97,7 +98,7 @@ mod tests {
         let len = u16::from_le_bytes([table[4], table[5]]) as usize;
         assert_eq!(len, table.len());
         assert_eq!(sum(table), 0);
-        assert_eq!(u16::from_le_bytes([table[34], table[35]]), 3 + 2 + 16 + 2);
+        assert_eq!(u16::from_le_bytes([table[34], table[35]]), 3 + 2 + 24 + 2);
         // The BSP is flagged, the others only enabled.
         assert_eq!((table[44 + 3], table[64 + 3]), (3, 1));
     }

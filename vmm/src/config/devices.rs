@@ -32,6 +32,9 @@ pub enum DeviceConfigError {
     /// A drive whose path is empty.
     #[error("drive {0}: empty path")]
     EmptyPath(String),
+    /// One tap fd given to two NICs.
+    #[error("tap_fd {0} is given to two NICs")]
+    DuplicateTapFd(i32),
     /// A NIC with neither or both of `tap` and `tap_fd`.
     #[error("net {0}: give exactly one of tap and tap_fd")]
     TapChoice(String),
@@ -282,7 +285,12 @@ pub fn validate(
             });
         }
     }
-    for n in nets {
+    for (i, n) in nets.iter().enumerate() {
+        if let Some(fd) = n.tap_fd
+            && nets[..i].iter().any(|o| o.tap_fd == Some(fd))
+        {
+            return Err(DeviceConfigError::DuplicateTapFd(fd));
+        }
         match (&n.tap, n.tap_fd) {
             (Some(t), None) if !t.is_empty() && t.len() < 16 => {}
             (Some(t), None) => {

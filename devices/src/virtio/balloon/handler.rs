@@ -27,6 +27,8 @@ pub struct PageCounts {
     pub reported_bytes: u64,
     /// PFNs refused (outside guest memory) or releases that failed.
     pub errors: u64,
+    /// Statistics buffers received from the guest (so a caller can wait for a fresh one).
+    pub stats_updates: u64,
 }
 
 /// The queues of a live balloon. Which queue index is which depends on the features the
@@ -131,6 +133,7 @@ impl BalloonQueues {
                     let raw = &mut self.work.pfns[..n];
                     if self.work.segs.read_at(&self.mem, 0, raw).is_ok() {
                         self.latest_stats = Some(GuestMemoryStats::parse(raw));
+                        self.work.pages.stats_updates += 1;
                     }
                     self.stats_head = Some(head);
                 }

@@ -5,7 +5,7 @@
 
 use crate::io::{ACPI_SLEEP_CONTROL, I8042_COMMAND, PVPANIC, outb};
 use crate::serial::{print, print_bytes, print_dec, try_getc};
-use crate::{cpus, irq, kbd::Keyboard, pvh};
+use crate::{cpus, irq, kbd::Keyboard, pvh, virtio};
 
 const LINE_MAX: usize = 256;
 /// SLP_TYP 5 (the DSDT's `_S5_`) | SLP_EN.
@@ -22,20 +22,35 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     ("reset", |_| reset(), "reset: i8042 CPU reset (0xfe to port 0x64)"),
     ("panic", |_| panic(), "panic: report a panic through pvpanic"),
     ("triplefault", |_| irq::triple_fault(), "triplefault: fault with no IDT"),
+    ("virtio", virtio::list, "virtio: the virtio-mmio devices in the slots"),
+    ("blk", virtio::blk::cmd_list, "blk: virtio-blk drives (slot, sectors, ro/rw, serial)"),
+    ("blkwrite", virtio::blk::cmd_write, "blkwrite <drive> <sector> <bytes> [seed]: write a pattern, flush"),
+    ("blkread", virtio::blk::cmd_read, "blkread <drive> <sector> <bytes> [seed]: read, hash, compare with the pattern"),
+    ("rng", virtio::rng::cmd_read, "rng [bytes]: read up to 64 bytes from virtio-rng"),
+    ("balloon", virtio::balloon::cmd, "balloon touch <mib> | balloon serve: dirty the top of RAM; follow the VMM's balloon target"),
+    ("net", virtio::net::cmd, "net | net ping <guest-ip> <host-ip> | net echo <port>: virtio-net"),
     ("help", help, "help: this list"),
 ];
 
 /// Runs the command line, then serves COM1 forever.
 pub fn run() -> ! {
     let mut line = Line::default();
+    let mut cmdline = [0u8; 2048];
+    let mut len = 0;
     pvh::cmdline(|b| {
-        if b == b';' {
-            line.finish();
-        } else {
-            line.push(b);
+        if len < cmdline.len() {
+            cmdline[len] = b;
+            len += 1;
         }
     });
-    line.finish();
+    for command in cmdline[..len].split(|&b| b == b';') {
+        // Words the VMM appends for Linux (`virtio_mmio.device=4K@0x...:5`) are not commands.
+        for word in command.split(|&b| b == b' ').filter(|w| !w.starts_with(b"virtio_mmio.")) {
+            word.iter().for_each(|&b| line.push(b));
+            line.push(b' ');
+        }
+        line.finish();
+    }
 
     let mut keyboard = Keyboard::default();
     loop {

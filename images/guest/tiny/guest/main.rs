@@ -3,7 +3,8 @@
 //!
 //! Layout, so that device drivers can be added later: `boot.rs` (entry, page tables, interrupt
 //! stubs), `io.rs` (ports), `serial.rs`, `kbd.rs`, `irq.rs`, `pvh.rs` (start info), `cpus.rs`
-//! (MADT / MP table), `console.rs` (command table), `mem.rs` (memcpy and friends).
+//! (MADT / MP table), `console.rs` (command table), `mem.rs` (memcpy and friends), `virtio/` (polling
+//! virtio-mmio drivers).
 
 #![no_std]
 #![no_main]
@@ -17,6 +18,7 @@ mod kbd;
 mod mem;
 mod pvh;
 mod serial;
+mod virtio;
 
 /// Boot-progress code for "ready", as Firecracker's boot timer uses it.
 const PROGRESS_READY: u8 = 123;

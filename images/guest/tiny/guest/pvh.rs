@@ -68,6 +68,20 @@ pub fn cmdline(mut f: impl FnMut(u8)) {
     }
 }
 
+/// End of the highest RAM range below 4 GiB, the part the guest maps (0 without a memory map).
+pub fn ram_end() -> u64 {
+    let Some(i) = info() else { return 0 };
+    let entries = if i.version >= 1 { i.memmap_entries } else { 0 };
+    let mut end = 0u64;
+    for n in 0..u64::from(entries.min(128)) {
+        let e: MemmapEntry = read_phys(i.memmap_paddr + n * 24);
+        if e.kind == MEMMAP_RAM && e.addr + e.size <= 1 << 32 {
+            end = end.max(e.addr + e.size);
+        }
+    }
+    end
+}
+
 /// Prints `mem: <bytes> bytes in <n> ranges, end <highest RAM address>`.
 pub fn report_memory() {
     let Some(i) = info() else {

@@ -1,0 +1,260 @@
+//! virtio-net end to end on /dev/kvm: the tiny guest's NIC on a tap on a bridge in a throw-away
+//! network namespace. The host kernel answers the guest's ARP request and ICMP echo; then 64 MiB
+//! of UDP go host -> guest -> host (the guest echoes each datagram in place) and the stream's
+//! hash is the same both ways. Needs root, `ip` and /dev/net/tun (else SKIPPED; a failure
+//! under CI=true).
+
+mod vmm_support;
+
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use vmm::control::Request;
+use vmm_support::{Vmm, control, kvm_available, wait_for_path};
+
+const HOST_IP: &str = "10.213.9.1";
+const GUEST_IP: &str = "10.213.9.2";
+const GUEST_MAC: &str = "02:00:00:d5:09:02";
+const PORT: u16 = 7777;
+const TOTAL: usize = 64 << 20;
+const DATAGRAM: usize = 60_000;
+const WINDOW: u64 = 4;
+
+/// A network namespace with a bridge and a tap, deleted on drop.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    out.status
+        .success()
+        .then_some(())
+        .ok_or_else(|| format!("ip {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The namespace, its bridge `vbr0` (HOST_IP, MTU 65000) and tap `vtap0` on it.
+fn netns() -> Result<Netns, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not root".into());
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        return Err("/dev/net/tun missing".into());
+    }
+    let ns = Netns(format!("virga-vnet-{}", std::process::id()));
+    ip(&["netns", "add", &ns.0])?;
+    let n = ns.0.as_str();
+    for cmd in [
+        &["-n", n, "link", "set", "lo", "up"][..],
+        &["-n", n, "link", "add", "vbr0", "type", "bridge"],
+        &[
+            "-n", n, "tuntap", "add", "dev", "vtap0", "mode", "tap", "vnet_hdr",
+        ],
+        &[
+            "-n", n, "link", "set", "vtap0", "mtu", "65000", "master", "vbr0", "up",
+        ],
+        &["-n", n, "link", "set", "vbr0", "mtu", "65000", "up"],
+        &[
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{HOST_IP}/24"),
+            "dev",
+            "vbr0",
+        ],
+        &[
+            "-n",
+            n,
+            "neigh",
+            "replace",
+            GUEST_IP,
+            "lladdr",
+            GUEST_MAC,
+            "dev",
+            "vbr0",
+            "nud",
+            "permanent",
+        ],
+    ] {
+        ip(cmd)?;
+    }
+    Ok(ns)
+}
+
+/// Datagram `seq`: its number, then bytes from a generator seeded by it.
+fn datagram(seq: u64) -> Vec<u8> {
+    let mut v = seq.to_le_bytes().to_vec();
+    let mut x = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while v.len() < DATAGRAM {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(DATAGRAM);
+    v
+}
+
+struct Fnv(u64);
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+    fn update(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// What the host side of the echo saw.
+#[derive(Debug)]
+struct Transfer {
+    sent_hash: u64,
+    echoed_hash: u64,
+    sent_bytes: u64,
+    retransmits: u64,
+    secs: f64,
+}
+
+/// Sends TOTAL bytes to the guest (go-back-N, WINDOW datagrams in flight) from inside `ns` and
+/// checks every echo against what was sent.
+fn transfer(ns: &str) -> Transfer {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns on a namespace fd we hold; it changes only this thread's namespace.
+        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        let sock = UdpSocket::bind((HOST_IP, 0)).unwrap();
+        sock.connect((GUEST_IP, PORT)).unwrap();
+        // Room for the window's echoes: a 60 kB datagram takes about twice that of the
+        // default 208 KiB receive buffer, and a full buffer drops echoes.
+        let size: libc::c_int = 8 << 20;
+        // SAFETY: setsockopt reads an int from `size` for the socket we own.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let n = TOTAL.div_ceil(DATAGRAM) as u64;
+        let (mut sent, mut echoed) = (Fnv::new(), Fnv::new());
+        let (mut base, mut next, mut sent_bytes, mut retransmits) = (0u64, 0u64, 0u64, 0u64);
+        let mut buf = vec![0u8; 65536];
+        let start = Instant::now();
+        while base < n {
+            while next < n && next < base + WINDOW {
+                sock.send(&datagram(next)).unwrap();
+                sent_bytes += DATAGRAM as u64;
+                next += 1;
+            }
+            match sock.recv(&mut buf) {
+                Ok(len) => {
+                    let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                    if seq == base {
+                        let want = datagram(seq);
+                        assert_eq!(&buf[..len], want.as_slice(), "echo of datagram {seq}");
+                        sent.update(&want);
+                        echoed.update(&buf[..len]);
+                        base += 1;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    retransmits += next - base;
+                    next = base;
+                    assert!(retransmits < 1000, "the echo keeps losing datagrams");
+                }
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        Transfer {
+            sent_hash: sent.0,
+            echoed_hash: echoed.0,
+            sent_bytes,
+            retransmits,
+            secs: start.elapsed().as_secs_f64(),
+        }
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn arp_ping_and_64_mib_echoed_through_a_tap_on_a_bridge() {
+    if !kvm_available("arp_ping_and_64_mib_echoed_through_a_tap_on_a_bridge") {
+        return;
+    }
+    let ns = match netns() {
+        Ok(ns) => ns,
+        Err(why) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "the net test cannot run under CI: {why}"
+            );
+            eprintln!("SKIPPED arp_ping_and_64_mib_echoed: needs root, ip and /dev/net/tun: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ctl.sock");
+    let mut vm = Vmm::spawn_in_netns(
+        &ns.0,
+        &[
+            "--kernel",
+            tiny_guest::PATH,
+            "--control-socket",
+            sock.to_str().unwrap(),
+            "--net",
+            &format!("id=net0,tap=vtap0,mac={GUEST_MAC}"),
+            "--cmdline",
+            &format!("net; net ping {GUEST_IP} {HOST_IP}; net echo {PORT}"),
+        ],
+    );
+    vm.wait_prefix(&format!("net: mac {GUEST_MAC} status 0x1"));
+    vm.wait_prefix("net: arp ");
+    vm.wait_prefix("net: ping reply seq 1");
+    vm.wait_prefix("net: echoing");
+
+    let t = transfer(&ns.0);
+    eprintln!(
+        "net: {} MiB echoed in {:.2} s ({:.1} MiB/s each way), {} retransmits",
+        TOTAL >> 20,
+        t.secs,
+        (TOTAL >> 20) as f64 / t.secs,
+        t.retransmits
+    );
+    assert_eq!(t.sent_hash, t.echoed_hash, "same hash both ways: {t:?}");
+    vm.send("");
+    let line = vm.wait_prefix("net: echoed ");
+    let guest_bytes: u64 = line.split(' ').nth(4).unwrap().parse().unwrap();
+    assert!(
+        guest_bytes >= TOTAL as u64 && guest_bytes <= t.sent_bytes,
+        "{line} vs {t:?}"
+    );
+
+    wait_for_path(&sock);
+    let c = control(&sock, Request::Counters).counters.unwrap();
+    let net = &c["net0"];
+    assert_eq!(net.kind, "net");
+    assert!(net.bytes_to_guest >= TOTAL as u64, "{net:?}");
+    assert!(net.bytes_from_guest >= TOTAL as u64, "{net:?}");
+    assert!(control(&sock, Request::Kill).ok);
+    assert_eq!(vm.exit_code(), Some(0));
+}

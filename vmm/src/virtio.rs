@@ -1,0 +1,399 @@
+//! The VM's virtio devices: built once per process from the config (drives, NICs, balloon,
+//! rng, in that slot order), put on each (re)booted VM's MMIO bus with their ioeventfds and
+//! irqfds, and served by the event thread. The control socket reaches them through here.
+
+use crate::config::{DriveConfig, DriveFormat, NetConfig, VmConfig};
+use crate::control::{BalloonInfo, DeviceCounters};
+use devices::bus::{Bus, BusError};
+use devices::virtio::balloon::{Balloon, BalloonConfig, MadviseReleaser};
+use devices::virtio::block::{Block, BlockConfig};
+use devices::virtio::mmio::{MMIO_WINDOW, MmioTransport};
+use devices::virtio::net::{self, Net, Tap};
+use devices::virtio::rng::Rng;
+use devices::virtio::{Counters, EventFdInterrupt, VirtioDevice};
+use event_manager::MutEventSubscriber;
+use images::{Format, OpenOptions};
+use kvm_ioctls::{IoEventAddress, VmFd};
+use std::collections::BTreeMap;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+/// Slot 0's registers (ARCHITECTURE.md: `0xd000_0000 + n * 0x1000`, IRQ 5 + n).
+pub const MMIO_BASE: u64 = 0xd000_0000;
+/// Slot 0's interrupt line.
+pub const FIRST_IRQ: u32 = 5;
+/// Queue size of every device (the guest may pick a smaller one).
+const QUEUE_SIZE: u16 = 256;
+/// How long `balloon_stats` waits for the guest to send fresh statistics.
+const STATS_WAIT: Duration = Duration::from_secs(1);
+
+/// Errors building or wiring the virtio devices, or serving control requests for them.
+#[derive(Debug, thiserror::Error)]
+pub enum VirtioError {
+    /// A drive's image could not be opened.
+    #[error("drive {id}: {source}")]
+    Disk {
+        id: String,
+        source: images::OpenError,
+    },
+    /// A block device could not be built.
+    #[error("drive {id}: {source}")]
+    Block {
+        id: String,
+        source: devices::virtio::block::BlockError,
+    },
+    /// The tap could not be opened or checked.
+    #[error("net {id}: {source}")]
+    Tap { id: String, source: net::TapError },
+    /// An inherited tap fd is not open.
+    #[error("net {id}: tap_fd {fd} is not an open file descriptor")]
+    TapFd { id: String, fd: i32 },
+    /// A NIC could not be built.
+    #[error("net {id}: {source}")]
+    Net { id: String, source: net::NetError },
+    /// The balloon could not be built or asked something.
+    #[error("balloon: {0}")]
+    Balloon(#[from] devices::virtio::balloon::BalloonError),
+    /// The rng could not be built.
+    #[error("rng: {0}")]
+    Rng(#[from] devices::virtio::rng::RngError),
+    /// A bad device option (from the config).
+    #[error(transparent)]
+    Config(#[from] crate::config::DeviceConfigError),
+    /// An eventfd could not be created or duplicated.
+    #[error("{what}: creating an eventfd: {source}")]
+    EventFd {
+        what: String,
+        source: std::io::Error,
+    },
+    /// The transport refused the device (a bug in a device model).
+    #[error("{id}: virtio-mmio transport: {source}")]
+    Transport {
+        id: String,
+        source: devices::virtio::mmio::MmioError,
+    },
+    /// Two MMIO ranges overlap (a bug).
+    #[error("placing virtio slot {slot}: {source}")]
+    Bus { slot: usize, source: BusError },
+    /// KVM refused an ioeventfd or irqfd.
+    #[error("{id}: registering the {what} with KVM: {source}")]
+    Kvm {
+        id: String,
+        what: &'static str,
+        source: kvm_ioctls::Error,
+    },
+    /// A control request names a device this VM does not have.
+    #[error("{0}")]
+    NoSuchDevice(String),
+    /// A balloon target above the guest's memory.
+    #[error("balloon target {target} MiB exceeds the guest's {memory} MiB")]
+    BalloonTarget { target: u64, memory: u64 },
+}
+
+type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
+/// One virtio-mmio slot.
+struct Slot {
+    id: String,
+    kind: &'static str,
+    device: Arc<Mutex<dyn VirtioDevice>>,
+    subscriber: Subscriber,
+    irq: EventFd,
+    counters: Arc<Counters>,
+}
+
+/// Every virtio device of the VM.
+pub struct VirtioDevices {
+    slots: Vec<Slot>,
+    drives: Vec<(DriveConfig, Arc<Mutex<Block>>)>,
+    balloon: Option<Arc<Mutex<Balloon>>>,
+    memory_mib: u64,
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Opens a drive image: the configured format (or probed), qcow2 backing files followed.
+pub fn open_drive(
+    path: &Path,
+    format: Option<DriveFormat>,
+    read_only: bool,
+) -> Result<Arc<dyn images::BlockBackend>, images::OpenError> {
+    let mut opts = OpenOptions::new().read_only(read_only);
+    // The config's author (the compute agent) is trusted with paths; a guest cannot write a
+    // qcow2 header (it sees only the virtual disk), so backing files are followed anywhere.
+    opts = opts.trust_backing_dir("/");
+    opts.format = format.map(|f| match f {
+        DriveFormat::Raw => Format::Raw,
+        DriveFormat::Qcow2 => Format::Qcow2,
+    });
+    Ok(Arc::from(images::open_disk(path, &opts)?))
+}
+
+fn open_tap(n: &NetConfig) -> Result<Tap, VirtioError> {
+    let tap_err = |source| VirtioError::Tap {
+        id: n.id.clone(),
+        source,
+    };
+    match (&n.tap, n.tap_fd) {
+        (Some(name), _) => Tap::open(name).map_err(tap_err),
+        (None, Some(fd)) => {
+            // SAFETY: F_GETFD only queries the descriptor table.
+            if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                return Err(VirtioError::TapFd {
+                    id: n.id.clone(),
+                    fd,
+                });
+            }
+            // SAFETY: the fd is open (checked above) and the config hands it to this VMM for
+            // this NIC: from here on the NIC owns it and closes it. (Two NICs given one fd is
+            // refused by `config::devices::validate`.)
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            Tap::from_fd(owned).map_err(tap_err)
+        }
+        (None, None) => Err(crate::config::DeviceConfigError::TapChoice(n.id.clone()).into()),
+    }
+}
+
+impl VirtioDevices {
+    /// Builds the devices `cfg` asks for (opening images and taps).
+    pub fn new(cfg: &VmConfig) -> Result<Self, VirtioError> {
+        let mut this = Self {
+            slots: Vec::new(),
+            drives: Vec::new(),
+            balloon: None,
+            memory_mib: cfg.memory_mib,
+        };
+        for d in &cfg.drives {
+            let backend =
+                open_drive(&d.path, d.format, d.read_only).map_err(|source| VirtioError::Disk {
+                    id: d.id.clone(),
+                    source,
+                })?;
+            let config = BlockConfig {
+                serial: d.guest_serial(),
+                read_only: d.read_only,
+                ..BlockConfig::default()
+            };
+            let blk = Arc::new(Mutex::new(Block::new(backend, config).map_err(
+                |source| VirtioError::Block {
+                    id: d.id.clone(),
+                    source,
+                },
+            )?));
+            this.drives.push((d.clone(), blk.clone()));
+            this.push(&d.id, "blk", blk)?;
+        }
+        for n in &cfg.nets {
+            let tap = open_tap(n)?;
+            let config = net::NetConfig {
+                mac: n.parsed_mac()?,
+                queue_size: QUEUE_SIZE,
+            };
+            let nic = Net::new(Box::new(tap), config).map_err(|source| VirtioError::Net {
+                id: n.id.clone(),
+                source,
+            })?;
+            tracing::info!(id = %n.id, mac = %nic.mac(), "virtio-net");
+            this.push(&n.id, "net", Arc::new(Mutex::new(nic)))?;
+        }
+        if let Some(b) = cfg.balloon {
+            let config = BalloonConfig {
+                stats: true,
+                deflate_on_oom: b.deflate_on_oom,
+                free_page_reporting: b.free_page_reporting,
+                queue_size: QUEUE_SIZE,
+            };
+            let balloon = Arc::new(Mutex::new(Balloon::new(config, Arc::new(MadviseReleaser))?));
+            this.balloon = Some(balloon.clone());
+            this.push("balloon0", "balloon", balloon)?;
+        }
+        if cfg.rng {
+            this.push("rng0", "rng", Arc::new(Mutex::new(Rng::new(QUEUE_SIZE)?)))?;
+        }
+        Ok(this)
+    }
+
+    fn push<D>(
+        &mut self,
+        id: &str,
+        kind: &'static str,
+        dev: Arc<Mutex<D>>,
+    ) -> Result<(), VirtioError>
+    where
+        D: VirtioDevice + MutEventSubscriber + 'static,
+    {
+        let irq = EventFd::new(EFD_NONBLOCK).map_err(|source| VirtioError::EventFd {
+            what: id.to_owned(),
+            source,
+        })?;
+        let counters = lock(&dev).counters();
+        self.slots.push(Slot {
+            id: id.to_owned(),
+            kind,
+            device: dev.clone(),
+            subscriber: dev,
+            irq,
+            counters,
+        });
+        Ok(())
+    }
+
+    /// True when there are no devices.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Registers base and IRQ of each slot, in slot order.
+    pub fn placements(&self) -> Vec<(u64, u32)> {
+        (0..self.slots.len())
+            .map(|n| (MMIO_BASE + n as u64 * MMIO_WINDOW, FIRST_IRQ + n as u32))
+            .collect()
+    }
+
+    /// The event-thread subscribers (one per device; their queue eventfds outlive VM resets).
+    pub fn subscribers(&self) -> Vec<Subscriber> {
+        self.slots.iter().map(|s| s.subscriber.clone()).collect()
+    }
+
+    /// Puts every device on `bus` for a freshly built VM: transports over its memory, queue
+    /// notifications as ioeventfds, interrupts as irqfds. Devices are reset first (a guest
+    /// reset must not leave them serving the old VM's memory).
+    pub fn attach(
+        &self,
+        vm: &VmFd,
+        mem: &GuestMemoryMmap,
+        bus: &mut Bus,
+    ) -> Result<(), VirtioError> {
+        for (n, ((base, gsi), slot)) in self.placements().into_iter().zip(&self.slots).enumerate() {
+            {
+                let mut d = lock(&slot.device);
+                if d.is_activated() {
+                    d.reset();
+                }
+            }
+            let evt = slot
+                .irq
+                .try_clone()
+                .map_err(|source| VirtioError::EventFd {
+                    what: slot.id.clone(),
+                    source,
+                })?;
+            let transport = MmioTransport::new(
+                mem.clone(),
+                slot.device.clone(),
+                Arc::new(EventFdInterrupt::new(evt)),
+            )
+            .map_err(|source| VirtioError::Transport {
+                id: slot.id.clone(),
+                source,
+            })?;
+            let kvm_err = |what| {
+                let id = slot.id.clone();
+                move |source| VirtioError::Kvm { id, what, source }
+            };
+            for (offset, datamatch, fd) in
+                transport
+                    .ioevents()
+                    .map_err(|source| VirtioError::Transport {
+                        id: slot.id.clone(),
+                        source,
+                    })?
+            {
+                vm.register_ioevent(&fd, &IoEventAddress::Mmio(base + offset), datamatch)
+                    .map_err(kvm_err("ioeventfd"))?;
+            }
+            vm.register_irqfd(&slot.irq, gsi)
+                .map_err(kvm_err("irqfd"))?;
+            bus.insert(Arc::new(Mutex::new(transport)), base, MMIO_WINDOW)
+                .map_err(|source| VirtioError::Bus { slot: n, source })?;
+        }
+        Ok(())
+    }
+
+    /// `counters`: every device's counters by id.
+    pub fn counters(&self) -> BTreeMap<String, DeviceCounters> {
+        self.slots
+            .iter()
+            .map(|s| {
+                let c = s.counters.snapshot();
+                let v = DeviceCounters {
+                    kind: s.kind.to_owned(),
+                    requests: c.requests,
+                    bytes_to_guest: c.bytes_to_guest,
+                    bytes_from_guest: c.bytes_from_guest,
+                    errors: c.errors,
+                };
+                (s.id.clone(), v)
+            })
+            .collect()
+    }
+
+    fn balloon(&self) -> Result<&Arc<Mutex<Balloon>>, VirtioError> {
+        self.balloon
+            .as_ref()
+            .ok_or_else(|| VirtioError::NoSuchDevice("this VM has no balloon".into()))
+    }
+
+    /// `balloon_set`: asks the guest to hold `target_mib`.
+    pub fn balloon_set(&self, target_mib: u64) -> Result<(), VirtioError> {
+        let b = self.balloon()?;
+        if target_mib > self.memory_mib {
+            return Err(VirtioError::BalloonTarget {
+                target: target_mib,
+                memory: self.memory_mib,
+            });
+        }
+        // 256 pages of 4 KiB per MiB; memory_mib fits u32 pages for any host RAM we accept
+        // below 16 TiB.
+        let pages = u32::try_from(target_mib * 256).unwrap_or(u32::MAX);
+        lock(b).set_target(pages);
+        Ok(())
+    }
+
+    /// `balloon_stats`: asks for fresh statistics, waits up to a second, reports.
+    pub fn balloon_stats(&self) -> Result<BalloonInfo, VirtioError> {
+        let b = self.balloon()?;
+        let before = lock(b).status().pages.stats_updates;
+        let asked = lock(b).request_stats();
+        if asked.is_ok() {
+            let deadline = Instant::now() + STATS_WAIT;
+            while lock(b).status().pages.stats_updates == before && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        } else if let Err(e) = &asked {
+            tracing::debug!("balloon stats not requested: {e}");
+        }
+        let s = lock(b).status();
+        Ok(BalloonInfo {
+            target_mib: u64::from(s.target_pages) / 256,
+            actual_pages: s.actual_pages.into(),
+            inflated_pages: s.pages.inflated,
+            reported_bytes: s.pages.reported_bytes,
+            errors: s.pages.errors,
+            stats: s.stats,
+        })
+    }
+
+    /// `drive_update`: opens `path` (format probed, the drive's read-only flag kept) and swaps
+    /// it in behind drive `id`.
+    pub fn drive_update(&self, id: &str, path: &Path) -> Result<(), VirtioError> {
+        let (cfg, blk) = self
+            .drives
+            .iter()
+            .find(|(c, _)| c.id == id)
+            .ok_or_else(|| VirtioError::NoSuchDevice(format!("no drive {id:?}")))?;
+        let backend =
+            open_drive(path, None, cfg.read_only).map_err(|source| VirtioError::Disk {
+                id: id.to_owned(),
+                source,
+            })?;
+        lock(blk).set_backend(backend);
+        Ok(())
+    }
+}
