@@ -198,7 +198,7 @@ async fn create_image(
     props.insert("image_type".into(), json!("snapshot"));
     props.insert("instance_uuid".into(), json!(s.id));
     props.insert("base_image_ref".into(), json!(s.image_id));
-    props.insert("owner_user_name".into(), json!(auth.claims.user_id));
+    props.insert("user_id".into(), json!(auth.claims.user_id));
     for (k, v) in meta {
         props.insert(k, v);
     }

@@ -39,7 +39,7 @@ pub struct ComputeConfig {
     pub sync_interval: Duration,
     /// Grace a guest gets to power off on stop or soft reboot.
     pub stop_grace: Duration,
-    /// Kernel for images without `kernel_id`.
+    /// Kernel for images without `kernel_id` (empty: none; such images fail to build).
     pub default_kernel: PathBuf,
     /// Scratch space for snapshots before they are uploaded.
     pub snapshot_dir: PathBuf,
@@ -267,6 +267,12 @@ impl Compute {
         let kernel = match kernel {
             Some(k) => file(k, "kernel")?,
             None if disk_format == "aki" => file(image, "kernel")?,
+            None if self.cfg.default_kernel.as_os_str().is_empty() => {
+                return Err(format!(
+                    "image {} has no kernel_id and this host has no default kernel ([compute] default_kernel)",
+                    image.id
+                ));
+            }
             None => self.cfg.default_kernel.clone(),
         };
         let initrd = ramdisk.map(|r| file(r, "ramdisk")).transpose()?;

@@ -153,7 +153,9 @@ impl Store {
             return Ok(false);
         }
         let s = sqlx::query(
-            "UPDATE servers SET host = $2, claimed = TRUE, updated_at = $3
+            "UPDATE servers SET host = $2, claimed = TRUE, updated_at = $3,
+                availability_zone = COALESCE(availability_zone,
+                    (SELECT availability_zone FROM compute_hosts WHERE host = $2))
              WHERE id = $1 AND NOT claimed",
         )
         .bind(server_id)
