@@ -113,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/identity", identity::router())
         .nest("/image", image::router())
         .nest("/compute", compute::router())
+        .merge(compute::root_router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

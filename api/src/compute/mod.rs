@@ -179,6 +179,13 @@ async fn nova_error(resp: Response) -> Response {
     Response::from_parts(parts, Body::from(out))
 }
 
+/// `GET /compute/` (the trailing slash a nested router does not see).
+pub fn root_router() -> Router<AppState> {
+    Router::new()
+        .route("/compute/", get(versions))
+        .layer(middleware::from_fn(microversion))
+}
+
 /// The compute routes, to be nested under `/compute`.
 pub fn router() -> Router<AppState> {
     use actions as a;
