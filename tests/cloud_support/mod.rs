@@ -3,6 +3,7 @@
 //! must carry (the request id header, and OpenStack's error shape on errors).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cli;
 pub mod compute;
 
 use std::io::Read;
