@@ -152,6 +152,11 @@ impl Cloud {
         self.dir.path().join("data")
     }
 
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The config file.
     pub fn config(&self) -> &Path {
         &self.config
