@@ -24,6 +24,16 @@ fn spawn_ready_stop_start_destroy() {
     assert_eq!(seen.pid, Some(pid));
     let console = host.wait_console(id, "hello from vm1");
     assert!(console.contains(MARKER), "{console}");
+    // The guest found its config drive (the agent attached it read-only, label config-2).
+    let console = host.wait_console(id, "config-drive: done");
+    assert!(console.contains("config-drive: hostname vm1"), "{console}");
+    assert!(
+        console.contains(&format!(
+            "config-drive: public key testkey {}",
+            agent_support::KEY
+        )),
+        "{console}"
+    );
     assert_eq!(
         host.agent
             .console_output(id, Some(1))
@@ -232,4 +242,27 @@ fn pause_and_suspend_really_stop_the_guest() {
     host.agent.stop(id, Duration::from_secs(10)).unwrap();
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(host.agent.observe(id).unwrap().power, PowerState::Shutdown);
+}
+
+#[test]
+fn soft_reboot_completes_inside_the_vmm_when_the_guest_reboots() {
+    if !kvm_available("soft_reboot_completes_inside_the_vmm_when_the_guest_reboots") {
+        return;
+    }
+    let host = Host::new();
+    // This guest ignores the button while it ticks and then resets itself (the VMM boots it
+    // again in the same process), over and over: the agent sees the boot count grow, as with a
+    // Linux guest whose init reboots on Ctrl-Alt-Del.
+    let spec = host.tiny("self-reset", "ticks 3; reset");
+    let id = spec.id;
+    let pid = host.agent.spawn(&spec).unwrap().pid.unwrap();
+    host.wait_ready(id);
+    let seen = host
+        .agent
+        .reboot(id, false, Duration::from_secs(10))
+        .expect("soft reboot");
+    assert_eq!(seen.pid, Some(pid), "rebooted inside the same VMM");
+    assert_eq!(seen.power, PowerState::Running);
+    let console = host.wait_lines(id, MARKER, 2);
+    assert!(!console.contains("ctrl-alt-del"), "{console}");
 }

@@ -259,3 +259,79 @@ impl Drop for Unmount {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// What isoinfo, xorriso and Linux do not look at, Windows does: the path tables. Each table
+/// (primary and Joliet, L and M) must list the directories breadth first, each with the extent
+/// its directory record gives and the right parent; `.` and `..` must point at the directory and
+/// its parent; records must be sorted.
+#[test]
+fn path_tables_and_directory_records_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = std::fs::read(write_sample(dir.path())).unwrap();
+    let le32 = |at: usize| u32::from_le_bytes(image[at..at + 4].try_into().unwrap());
+    let be32 = |at: usize| u32::from_be_bytes(image[at..at + 4].try_into().unwrap());
+    for descriptor in [16usize, 17] {
+        let d = descriptor * 2048;
+        let table_len = le32(d + 132) as usize;
+        let (l, m) = (le32(d + 140) as usize * 2048, be32(d + 148) as usize * 2048);
+        // Walk the directory records breadth first: (extent, parent index, name).
+        let root = le32(d + 156 + 2);
+        let mut walk = vec![(root, 1u16, vec![0u8])];
+        let mut i = 0;
+        while i < walk.len() {
+            let (lba, parent, _) = walk[i].clone();
+            let parent_lba = walk[usize::from(parent) - 1].0;
+            let start = lba as usize * 2048;
+            let size = le32(start + 10) as usize;
+            let mut at = start;
+            let mut names = Vec::new();
+            while at < start + size {
+                let len = image[at] as usize;
+                if len == 0 {
+                    at = (at / 2048 + 1) * 2048;
+                    continue;
+                }
+                let rec = &image[at..at + len];
+                assert!((at % 2048) + len <= 2048, "record inside its block");
+                let id = rec[33..33 + rec[32] as usize].to_vec();
+                let ext = u32::from_le_bytes(rec[2..6].try_into().unwrap());
+                assert_eq!(ext, u32::from_be_bytes(rec[6..10].try_into().unwrap()));
+                match names.len() {
+                    0 => assert_eq!((id.as_slice(), ext), (&[0u8][..], lba), "."),
+                    1 => assert_eq!((id.as_slice(), ext), (&[1u8][..], parent_lba), ".."),
+                    _ => {
+                        if rec[25] & 2 != 0 {
+                            walk.push((ext, (i + 1) as u16, id.clone()));
+                        }
+                    }
+                }
+                names.push(id);
+                at += len;
+            }
+            let children = &names[2..];
+            assert!(children.is_sorted(), "records sorted: {children:?}");
+            i += 1;
+        }
+        // The L and M tables hold the same records in the walk's order.
+        let (mut at_l, mut at_m) = (l, m);
+        for (lba, parent, name) in &walk {
+            let len = image[at_l] as usize;
+            assert_eq!(&image[at_l + 8..at_l + 8 + len], name.as_slice());
+            assert_eq!(le32(at_l + 2), *lba);
+            assert_eq!(
+                u16::from_le_bytes([image[at_l + 6], image[at_l + 7]]),
+                *parent
+            );
+            assert_eq!(&image[at_m + 8..at_m + 8 + len], name.as_slice());
+            assert_eq!(be32(at_m + 2), *lba);
+            assert_eq!(
+                u16::from_be_bytes([image[at_m + 6], image[at_m + 7]]),
+                *parent
+            );
+            at_l += 8 + len + len % 2;
+            at_m += 8 + len + len % 2;
+        }
+        assert_eq!(at_l - l, table_len, "path table size");
+        assert!(walk.len() > 10, "the sample has many directories");
+    }
+}

@@ -16,6 +16,9 @@ use uuid::Uuid;
 mod vmm_support;
 pub use vmm_support::{VMM, kvm_available};
 
+/// The public key the test instances get on their config drive.
+pub const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHZpcmdhLXRlc3Qta2V5LW9ubHk virga@test";
+
 /// A temporary compute host. Dropping it kills every VMM of its instances (through the
 /// agent, then by pid for any left) and removes the directory.
 pub struct Host {
@@ -35,9 +38,6 @@ impl Host {
         AgentConfig {
             vmm_binary: VMM.into(),
             stop_grace_secs: 5,
-            // The VMM refuses virtio drives until h/virtio wires them in; the disk tests
-            // (agent_disk.rs) turn it on where they need it.
-            config_drive: false,
             ..AgentConfig::under(root)
         }
     }
@@ -49,8 +49,9 @@ impl Host {
 
     /// The tiny guest with `cmdline` (its `;`-separated start-up commands).
     pub fn tiny(&self, name: &str, cmdline: &str) -> InstanceSpec {
+        let id = Uuid::new_v4();
         InstanceSpec {
-            id: Uuid::new_v4(),
+            id,
             name: name.into(),
             vcpus: 1,
             memory_mib: 32,
@@ -64,7 +65,12 @@ impl Host {
                 cmdline: Some(cmdline.into()),
             },
             config_drive: ConfigDriveData {
-                meta_data: serde_json::json!({"name": name, "hostname": name}),
+                meta_data: serde_json::json!({
+                    "uuid": id.to_string(),
+                    "name": name,
+                    "hostname": name,
+                    "public_keys": {"testkey": KEY},
+                }),
                 ..Default::default()
             },
         }
@@ -98,9 +104,9 @@ impl Host {
         self.wait_console_for(id, text, |c| c.contains(text))
     }
 
-    /// Waits until `n` console lines start with `prefix`; returns the log.
-    pub fn wait_lines(&self, id: Uuid, prefix: &str, n: usize) -> String {
-        self.wait_console_for(id, &format!("{n} x {prefix:?}"), |c| count(c, prefix) >= n)
+    /// Waits until `text` occurs `n` times on the console; returns the log.
+    pub fn wait_lines(&self, id: Uuid, text: &str, n: usize) -> String {
+        self.wait_console_for(id, &format!("{n} x {text:?}"), |c| count(c, text) >= n)
     }
 
     /// Waits until the console log satisfies `pred`; returns the log.
@@ -154,7 +160,8 @@ pub fn alive(pid: u32) -> bool {
         .is_some_and(|state| state != "Z" && state != "X")
 }
 
-/// Number of lines of the console starting with `prefix`.
-pub fn count(console: &str, prefix: &str) -> usize {
-    console.lines().filter(|l| l.starts_with(prefix)).count()
+/// How often `text` occurs on the console (not per line: a VMM killed mid-line leaves the
+/// next boot's first line glued to the last one).
+pub fn count(console: &str, text: &str) -> usize {
+    console.matches(text).count()
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod virtio;
 
 use std::io::{BufRead, BufReader, Write};

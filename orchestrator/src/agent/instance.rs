@@ -91,10 +91,10 @@ impl InstanceRecord {
         })
     }
 
-    /// Writes the record into `dir`, atomically.
+    /// Writes the record into `dir`, atomically and durably.
     pub fn save(&self, dir: &InstanceDir) -> io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        write_atomic(&dir.record(), &json)
+        write_atomic(&dir.record(), &json, true)
     }
 }
 
@@ -143,7 +143,7 @@ impl ExitRecord {
     /// Writes the record into `dir`, atomically.
     pub fn save(&self, dir: &InstanceDir) -> io::Result<()> {
         let json = serde_json::to_vec(self).map_err(io::Error::other)?;
-        write_atomic(&dir.exit_file(), &json)
+        write_atomic(&dir.exit_file(), &json, false)
     }
 }
 
@@ -163,13 +163,17 @@ fn signame(sig: i32) -> &'static str {
 }
 
 /// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so readers
-/// see the old or the new content, never a part.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// see the old or the new content, never a part. `durable` also syncs the data first (files
+/// a host needs after a power loss: the VMM config and the record); pid and exit files die
+/// with the processes they describe and skip the sync (a few ms each on a busy disk).
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_data()?;
+        if durable {
+            f.sync_data()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -1,16 +1,13 @@
-//! Creating, starting, stopping, rebooting and removing instances. Each method runs under the
-//! instance's lock (taken by the `Driver` impl in `mod.rs`).
+//! Starting, stopping, rebooting, pausing, snapshotting and removing instances (creating them
+//! is `spawn.rs`). Each method runs under the instance's lock (taken by the `Driver` impl in
+//! `mod.rs`).
 
-use super::instance::{InstanceDir, InstanceRecord, MAX_SOCKET_PATH};
+use super::instance::{InstanceDir, InstanceRecord};
 use super::process::{self, PidRecord, Pidfd};
-use super::{Agent, configdrive, ctl, io_err};
-use crate::compute::driver::{DriverError, InstanceSpec, Observed, PowerState};
-use images::cache::CacheError;
-use images::store::DiskFormat;
-use std::path::PathBuf;
+use super::{Agent, ctl, io_err};
+use crate::compute::driver::{DriverError, Observed, PowerState};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use vmm::config::{DriveConfig, DriveFormat, OnReset, SerialConfig, VmConfig};
 use vmm::control::Request;
 
 /// How long a VMM gets to exit after the `kill` request before SIGKILL.
@@ -19,168 +16,6 @@ const KILL_WAIT: Duration = Duration::from_secs(2);
 const REAPER_WAIT: Duration = Duration::from_millis(500);
 
 impl Agent {
-    pub(super) fn spawn_locked(&self, spec: &InstanceSpec) -> Result<Observed, DriverError> {
-        let id = spec.id;
-        let dir = self.instance_dir(id);
-        let prepare = |reason: String| DriverError::Prepare { id, reason };
-        let socket_len = dir.control_socket().as_os_str().len();
-        if socket_len > MAX_SOCKET_PATH {
-            return Err(prepare(format!(
-                "control socket path {} is {socket_len} bytes, more than a unix socket takes \
-                 ({MAX_SOCKET_PATH}); use a shorter instances_dir",
-                dir.control_socket().display()
-            )));
-        }
-        if dir.path().exists() {
-            return Err(prepare(format!(
-                "instance directory {} already exists",
-                dir.path().display()
-            )));
-        }
-        std::fs::create_dir(dir.path())
-            .map_err(|e| prepare(format!("creating {}: {e}", dir.path().display())))?;
-        if let Err(reason) = self.prepare(spec, &dir) {
-            // Nothing half-made stays behind.
-            let _ = self.cache.remove_overlay(&id.to_string());
-            let _ = std::fs::remove_dir_all(dir.path());
-            return Err(prepare(reason));
-        }
-        self.boot(id, &dir)
-    }
-
-    /// Root disk overlay, config drive, VMM config and the agent's record.
-    fn prepare(&self, spec: &InstanceSpec, dir: &InstanceDir) -> Result<(), String> {
-        let root_disk = match &spec.boot.disk {
-            Some(disk) => Some(self.root_overlay(spec, disk)?),
-            None => None,
-        };
-        let mut drives = Vec::new();
-        if let Some(path) = &root_disk {
-            drives.push(DriveConfig {
-                id: "root".into(),
-                path: path.clone(),
-                format: Some(DriveFormat::Qcow2),
-                read_only: false,
-                serial: None,
-            });
-        }
-        if self.cfg.config_drive {
-            configdrive::write(&dir.config_drive(), &spec.config_drive)
-                .map_err(|e| e.to_string())?;
-            drives.push(DriveConfig {
-                id: "config".into(),
-                path: dir.config_drive(),
-                format: Some(DriveFormat::Raw),
-                read_only: true,
-                serial: Some(configdrive::LABEL.into()),
-            });
-        }
-        let cfg = VmConfig {
-            cmdline: spec
-                .boot
-                .cmdline
-                .clone()
-                .unwrap_or_else(|| self.cfg.default_cmdline.clone()),
-            initrd: spec.boot.initrd.clone(),
-            vcpus: spec.vcpus,
-            memory_mib: spec.memory_mib,
-            serial: SerialConfig::File(dir.console()),
-            control_socket: Some(dir.control_socket()),
-            on_reset: OnReset::Restart,
-            drives,
-            ..VmConfig::new(spec.boot.kernel.clone())
-        };
-        let json = serde_json::to_vec_pretty(&cfg).map_err(|e| format!("VMM config: {e}"))?;
-        super::instance::write_atomic(&dir.vmm_config(), &json)
-            .map_err(|e| format!("writing {}: {e}", dir.vmm_config().display()))?;
-        InstanceRecord {
-            id: spec.id,
-            name: spec.name.clone(),
-            image_id: spec.boot.image_id,
-            root_disk,
-            stop_requested: false,
-            suspended: false,
-        }
-        .save(dir)
-        .map_err(|e| format!("writing {}: {e}", dir.record().display()))
-    }
-
-    /// The image's base in the host cache (copied from the image store once per host) and this
-    /// instance's qcow2 overlay on it, `root_gb` large.
-    fn root_overlay(&self, spec: &InstanceSpec, disk: &std::path::Path) -> Result<PathBuf, String> {
-        let image = spec.boot.image_id.to_string();
-        let format: DiskFormat = spec
-            .boot
-            .disk_format
-            .parse()
-            .map_err(|e| format!("image {image}: {e}"))?;
-        self.cache
-            .ensure_base(&image, format, |out| {
-                let mut src = std::fs::File::open(disk)?;
-                std::io::copy(&mut src, out).map(drop)
-            })
-            .map_err(|e| format!("caching image {image} from {}: {e}", disk.display()))?;
-        let size = match spec.root_gb {
-            0 => None,
-            gb => Some(
-                gb.checked_mul(1 << 30)
-                    .ok_or_else(|| format!("root disk of {gb} GiB is too large"))?,
-            ),
-        };
-        self.cache
-            .create_overlay(&image, &spec.id.to_string(), size)
-            .map_err(|e| match e {
-                CacheError::DiskTooSmall { .. } => format!("flavor root disk too small: {e}"),
-                e => format!("creating the root disk: {e}"),
-            })
-    }
-
-    /// Starts the VMM and waits until it entered the guest (or ended: a boot failure).
-    fn boot(&self, id: Uuid, dir: &InstanceDir) -> Result<Observed, DriverError> {
-        // The VMM refuses a control socket path that exists; one left by a killed VMM is stale.
-        let _ = std::fs::remove_file(dir.control_socket());
-        let rec =
-            process::launch(&self.vmm, id, dir, &self.children, self.notifier()).map_err(|e| {
-                DriverError::BootFailed {
-                    id,
-                    reason: format!("starting {}: {e}", self.vmm.display()),
-                }
-            })?;
-        let deadline = Instant::now() + Duration::from_millis(self.cfg.start_wait_ms);
-        let mut pause = Duration::from_micros(500);
-        loop {
-            if !process::is_instance_vmm(rec, &dir.vmm_config()) {
-                let seen = self.observe_dir(id, dir)?;
-                let reason = match seen.fault {
-                    Some(fault) => fault,
-                    None => "the VMM exited at once (the guest powered off)".to_owned(),
-                };
-                return Err(DriverError::BootFailed { id, reason });
-            }
-            if let Ok(info) = ctl::info(&dir.control_socket(), ctl::TIMEOUT)
-                && info.boot.first_kvm_run_us.is_some()
-            {
-                return Ok(Observed {
-                    power: PowerState::Running,
-                    pid: Some(rec.pid),
-                    ready: ctl::ready(&info),
-                    fault: None,
-                });
-            }
-            if Instant::now() >= deadline {
-                tracing::warn!(%id, pid = rec.pid, "VMM has not entered the guest yet");
-                return Ok(Observed {
-                    power: PowerState::Running,
-                    pid: Some(rec.pid),
-                    ready: false,
-                    fault: None,
-                });
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
-        }
-    }
-
     fn record(&self, id: Uuid) -> Result<(InstanceDir, InstanceRecord), DriverError> {
         let dir = self.instance_dir(id);
         if !dir.path().is_dir() {
@@ -421,6 +256,7 @@ impl Agent {
                     source: std::io::Error::other(e.to_string()),
                 })?;
         }
+        self.children.forget(id);
         remove_dir(dir.path()).map_err(io_err(id))
     }
 }

@@ -12,6 +12,7 @@ mod instance;
 mod lifecycle;
 mod observe;
 mod process;
+mod spawn;
 
 pub use config::AgentConfig;
 pub use configdrive::ConfigDriveError;

@@ -56,16 +56,17 @@ impl Agent {
             Some(e) if e.clean() => off(None),
             Some(e) => off(Some(fault(&e.describe(), &stderr))),
             None => {
-                // Ended while no agent watched it (the daemon was down): the VMM removes its
-                // control socket on every orderly exit, and prints a line on error.
+                // Not this agent's child (adopted after a daemon restart), so its exit status
+                // is unknown: the VMM removes its control socket on every orderly exit and
+                // prints a line on error; a VMM killed by a signal does neither.
                 let orderly = !dir.control_socket().exists();
                 if orderly && !stderr.contains("error:") {
                     off(None)
                 } else {
                     let how = if orderly {
-                        "virga-vmm ended while the agent was not running (exit status unknown)"
+                        "virga-vmm (adopted) ended with an error, exit status unknown"
                     } else {
-                        "virga-vmm was killed while the agent was not running (exit status unknown)"
+                        "virga-vmm (adopted) ended abruptly (killed or aborted), exit status unknown"
                     };
                     off(Some(fault(how, &stderr)))
                 }

@@ -41,6 +41,7 @@ impl PidRecord {
         write_atomic(
             &dir.pid_file(),
             format!("{} {}\n", self.pid, self.start_time).as_bytes(),
+            false,
         )
     }
 }
@@ -181,6 +182,12 @@ impl Children {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Drops what is known of instance `id` (it was destroyed).
+    pub fn forget(&self, id: Uuid) {
+        let mut exits = self.exits.lock().unwrap_or_else(|e| e.into_inner());
+        exits.remove(&id);
     }
 
     fn started(&self, id: Uuid, pid: u32) {

@@ -39,62 +39,83 @@ const FIRST_LINE_MAX: usize = 120;
 const SCRIPT_MAX_COMMANDS: usize = 64;
 const SCRIPT_MARKER: &[u8] = b"#tiny";
 
-/// File buffers and the hostname, in .bss rather than on the 16 KiB stack.
-struct State {
+/// File buffers, in .bss rather than on the 16 KiB stack.
+struct Files {
     meta: [u8; META_MAX],
     user: [u8; USER_MAX],
-    hostname: [u8; HOSTNAME_MAX],
-    hostname_len: usize,
 }
 
-struct Shared(UnsafeCell<State>);
+/// The hostname the drive gave; its own cell, so that a `#tiny` script can say `hostname`
+/// while the files are in use.
+struct Hostname {
+    name: [u8; HOSTNAME_MAX],
+    len: usize,
+}
 
-// SAFETY: the guest runs this code on the boot vCPU only, and `BUSY` below gives one caller at
-// a time the `&mut State`.
-unsafe impl Sync for Shared {}
+/// A static that one caller at a time borrows mutably.
+struct Guarded<T> {
+    busy: AtomicBool,
+    value: UnsafeCell<T>,
+}
 
-static STATE: Shared = Shared(UnsafeCell::new(State {
+// SAFETY: `with` hands out the only `&mut T` while `busy` is set, whatever the thread.
+unsafe impl<T> Sync for Guarded<T> {}
+
+impl<T> Guarded<T> {
+    const fn new(value: T) -> Self {
+        Self {
+            busy: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Runs `f` with the value; `false` (and `f` not run) when it is already borrowed.
+    fn with(&self, f: impl FnOnce(&mut T)) -> bool {
+        if self.busy.swap(true, Ordering::Acquire) {
+            return false;
+        }
+        // SAFETY: `busy` was clear and we set it, so no other reference exists until we clear
+        // it below.
+        f(unsafe { &mut *self.value.get() });
+        self.busy.store(false, Ordering::Release);
+        true
+    }
+}
+
+static FILES: Guarded<Files> = Guarded::new(Files {
     meta: [0; META_MAX],
     user: [0; USER_MAX],
-    hostname: [0; HOSTNAME_MAX],
-    hostname_len: 0,
-}));
-/// Set while a scan runs: a `#tiny` script that says `configdrive` must not recurse.
-static BUSY: AtomicBool = AtomicBool::new(false);
-
-/// Runs `f` with the state, unless a scan already holds it.
-fn with_state(f: impl FnOnce(&mut State)) {
-    if BUSY.swap(true, Ordering::Acquire) {
-        print("config-drive: already being read\n");
-        return;
-    }
-    // SAFETY: BUSY was clear and is now set by us, so no other reference to the state exists
-    // until we clear it below.
-    f(unsafe { &mut *STATE.0.get() });
-    BUSY.store(false, Ordering::Release);
-}
+});
+static HOSTNAME: Guarded<Hostname> = Guarded::new(Hostname {
+    name: [0; HOSTNAME_MAX],
+    len: 0,
+});
 
 /// Reads the config drive, if any, and acts on it. Called at boot and by `configdrive`.
 pub fn run(_: &[u8]) {
-    with_state(|state| match find() {
+    // Busy: a `#tiny` script said `configdrive`; reading again would recurse.
+    let done = FILES.with(|files| match find() {
         Some((index, mut dev, volume)) => {
             print("config-drive: found on drive ");
             print_dec(index as u64);
             print(if volume.joliet { " (joliet)\n" } else { " (iso9660)\n" });
-            read_drive(state, &mut dev, &volume);
+            read_drive(files, &mut dev, &volume);
         }
         None => print("config-drive: none found\n"),
     });
+    if !done {
+        print("config-drive: already being read\n");
+    }
 }
 
 /// The `hostname` command: the hostname the config drive gave.
 pub fn hostname(_: &[u8]) {
-    with_state(|state| {
+    HOSTNAME.with(|h| {
         print("hostname: ");
-        if state.hostname_len == 0 {
+        if h.len == 0 {
             print("(none)\n");
         } else {
-            print_bytes(&state.hostname[..state.hostname_len]);
+            print_clean(&h.name[..h.len]);
             print("\n");
         }
     });
@@ -128,22 +149,22 @@ fn find() -> Option<(usize, Drive, Volume)> {
     None
 }
 
-fn read_drive(state: &mut State, dev: &mut Drive, volume: &Volume) {
-    match read(dev, volume, META_DATA, &mut state.meta) {
-        Some(len) => meta_data(state, len),
+fn read_drive(files: &mut Files, dev: &mut Drive, volume: &Volume) {
+    match read(dev, volume, META_DATA, &mut files.meta) {
+        Some(len) => meta_data(&files.meta[..len]),
         None => print("config-drive: no usable meta_data.json\n"),
     }
-    if let Some(len) = read(dev, volume, NETWORK_DATA, &mut state.user) {
+    if let Some(len) = read(dev, volume, NETWORK_DATA, &mut files.user) {
         print("config-drive: network-data ");
         print_dec(len as u64);
         print(" bytes");
-        match json::members(&state.user[..len], |_, _| {}) {
+        match json::members(&files.user[..len], |_, _| {}) {
             Ok(()) => print("\n"),
             Err(e) => json_error(e),
         }
     }
-    match read(dev, volume, USER_DATA, &mut state.user) {
-        Some(len) => user_data(&state.user[..len]),
+    match read(dev, volume, USER_DATA, &mut files.user) {
+        Some(len) => user_data(&files.user[..len]),
         None => print("config-drive: no user-data\n"),
     }
     print("config-drive: done\n");
@@ -179,20 +200,15 @@ fn json_error(e: json::JsonError) {
     print("\n");
 }
 
-fn meta_data(state: &mut State, len: usize) {
-    let State {
-        meta,
-        hostname,
-        hostname_len,
-        ..
-    } = state;
-    let doc = &meta[..len];
+fn meta_data(doc: &[u8]) {
     let result = json::members(doc, |key, value| match value {
         Value::Str(s) if key.is(b"hostname") => {
-            *hostname_len = s.decode_into(hostname);
-            print("config-drive: hostname ");
-            print_clean(&hostname[..*hostname_len]);
-            print("\n");
+            HOSTNAME.with(|h| {
+                h.len = s.decode_into(&mut h.name);
+                print("config-drive: hostname ");
+                print_clean(&h.name[..h.len]);
+                print("\n");
+            });
         }
         Value::Str(s) if key.is(b"uuid") || key.is(b"name") => {
             print("config-drive: ");

@@ -5,7 +5,7 @@
 
 use crate::io::{ACPI_SLEEP_CONTROL, I8042_COMMAND, PVPANIC, outb};
 use crate::serial::{print, print_bytes, print_dec, try_getc};
-use crate::{cpus, irq, kbd::Keyboard, pvh, virtio};
+use crate::{configdrive, cpus, irq, kbd::Keyboard, pvh, virtio};
 
 const LINE_MAX: usize = 256;
 /// SLP_TYP 5 (the DSDT's `_S5_`) | SLP_EN.
@@ -26,9 +26,12 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     ("blk", virtio::blk::cmd_list, "blk: virtio-blk drives (slot, sectors, ro/rw, serial)"),
     ("blkwrite", virtio::blk::cmd_write, "blkwrite <drive> <sector> <bytes> [seed]: write a pattern, flush"),
     ("blkread", virtio::blk::cmd_read, "blkread <drive> <sector> <bytes> [seed]: read, hash, compare with the pattern"),
+    ("blkbench", virtio::blk::cmd_bench, "blkbench <drive> <sr|sw|rr|rw> <bytes> <block>: timed I/O, data untouched"),
     ("rng", virtio::rng::cmd_read, "rng [bytes]: read up to 64 bytes from virtio-rng"),
     ("balloon", virtio::balloon::cmd, "balloon touch <mib> | balloon serve: dirty the top of RAM; follow the VMM's balloon target"),
     ("net", virtio::net::cmd, "net | net ping <guest-ip> <host-ip> | net echo <port>: virtio-net"),
+    ("configdrive", configdrive::run, "configdrive: read the config drive again"),
+    ("hostname", configdrive::hostname, "hostname: the hostname from the config drive"),
     ("help", help, "help: this list"),
 ];
 
@@ -98,7 +101,8 @@ impl Line {
     }
 }
 
-fn execute(line: &[u8]) {
+/// Runs one command line (also used for `#tiny` user data).
+pub fn execute(line: &[u8]) {
     if line.is_empty() {
         return;
     }

@@ -10,10 +10,12 @@
 #![no_main]
 
 mod boot;
+mod configdrive;
 mod console;
 mod cpus;
 mod io;
 mod irq;
+mod iso9660;
 mod kbd;
 mod mem;
 mod pvh;
@@ -37,6 +39,7 @@ pub extern "C" fn tiny_main(start_info: u32) -> ! {
     cpus::report();
     irq::init();
     serial::enable_rx_interrupt();
+    configdrive::run(&[]);
     console::run()
 }
 

@@ -337,3 +337,52 @@ pub fn cmd_read(args: &[u8]) {
     print_dec(bad);
     print("\n");
 }
+
+/// `blkbench <drive> <sr|sw|rr|rw> <bytes> <block>`: sequential or random (block-aligned,
+/// xorshift) reads or writes of `block`-byte requests until `bytes` moved; the data is never
+/// touched by the guest. Prints `blkbench: start` and `blkbench: done <requests>` so the host
+/// can time the span between the two lines.
+pub fn cmd_bench(args: &[u8]) {
+    let (w, n) = words::<4>(args);
+    let parsed = (n == 4).then(|| {
+        Some((drive(parse_num(w[0])? as usize)?, w[1], parse_num(w[2])?, parse_num(w[3])?))
+    });
+    let Some(Some((d, mode, bytes, block))) = parsed else {
+        return usage("blkbench <drive> <sr|sw|rr|rw> <bytes> <block>");
+    };
+    let Some(buf) = chunk_buf() else { return print("blk: out of memory\n") };
+    let block = (block as usize).clamp(SECTOR, CHUNK) & !(SECTOR - 1);
+    let blocks_on_disk = d.capacity() / (block / SECTOR) as u64;
+    if blocks_on_disk == 0 {
+        return print("blkbench: drive too small\n");
+    }
+    let (write, random) = match mode {
+        b"sr" => (false, false),
+        b"sw" => (true, false),
+        b"rr" => (false, true),
+        b"rw" => (true, true),
+        _ => return usage("blkbench <drive> <sr|sw|rr|rw> <bytes> <block>"),
+    };
+    print("blkbench: start\n");
+    let (mut x, mut requests, mut done) = (0x2545_f491_4f6c_dd1du64, 0u64, 0u64);
+    while done < bytes {
+        let index = if random {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % blocks_on_disk
+        } else {
+            requests % blocks_on_disk
+        };
+        let sector = index * (block / SECTOR) as u64;
+        let r = if write { d.write(sector, &buf[..block]) } else { d.read(sector, &mut buf[..block]) };
+        if let Err(e) = r {
+            return print_error(e);
+        }
+        requests += 1;
+        done += block as u64;
+    }
+    print("blkbench: done ");
+    print_dec(requests);
+    print("\n");
+}
