@@ -688,13 +688,14 @@ async fn server_lifecycle_on_real_guests() {
     let pids = vmm_pids_with(&id);
     assert_eq!(pids.len(), 1, "one VMM for {id}");
 
-    // Console output, whole and its last line.
-    let a = api
-        .action(&user, &id, json!({"os-getConsoleOutput": {"length": null}}))
-        .await
-        .expect(200);
-    let out = a.body["output"].as_str().expect("output");
+    // Console output, whole and its last line; the guest found its config drive.
+    let out = api.wait_console(&user, &id, "config-drive: done", 30).await;
     assert!(out.contains(tiny_guest::MARKER), "{out}");
+    assert!(out.contains("config-drive: hostname vm1"), "{out}");
+    assert!(
+        out.contains("config-drive: public key k ssh-ed25519"),
+        "{out}"
+    );
     let a = api
         .action(&user, &id, json!({"os-getConsoleOutput": {"length": 1}}))
         .await

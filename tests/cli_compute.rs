@@ -124,7 +124,7 @@ async fn openstack_cli_drives_compute() {
         .expect("keypair create");
     assert!(key_out.contains("PRIVATE KEY"), "{key_out}");
     let ud = cloud.dir.path().join("user-data");
-    std::fs::write(&ud, "#!/bin/sh\necho hello from user data\n").expect("user data");
+    std::fs::write(&ud, "#tiny\necho hello from user data\n").expect("user data");
     let ud_s = ud.to_string_lossy().to_string();
     let s = json(
         run(&[
@@ -157,11 +157,18 @@ async fn openstack_cli_drives_compute() {
     .expect("join")
     .expect("server list");
     assert!(listed.contains("vm1 ACTIVE"), "{listed}");
+    // The guest reads its config drive: hostname, the key pair's public key, the user data
+    // (a `#tiny` script: one console command per line, as cloud-init runs a script).
+    api.wait_console(&token, &vm1, "config-drive: done", 30)
+        .await;
     let log = run(&["console", "log", "show", "vm1"])
         .await
         .expect("join")
         .expect("console log");
     assert!(log.contains(tiny_guest::MARKER), "{log}");
+    assert!(log.contains("config-drive: hostname vm1"), "{log}");
+    assert!(log.contains("config-drive: public key k1 ssh-"), "{log}");
+    assert!(log.contains("hello from user data"), "{log}");
 
     let steps: [(&[&str], &str); 8] = [
         (&["server", "stop", "vm1"], "SHUTOFF"),

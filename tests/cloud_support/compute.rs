@@ -118,6 +118,26 @@ impl Api {
         }
     }
 
+    /// Waits until the server's console shows `needle`; returns the console.
+    pub async fn wait_console(&self, token: &str, id: &str, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let a = self
+                .action(token, id, json!({"os-getConsoleOutput": {}}))
+                .await
+                .expect(200);
+            let out = a.body["output"].as_str().unwrap_or_default().to_string();
+            if out.contains(needle) {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not on the console of {id}:\n{out}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the server is gone (404).
     pub async fn wait_gone(&self, token: &str, id: &str, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);

@@ -357,6 +357,9 @@ impl Compute {
             Ok(s) => s,
             Err(e) => return tracing::debug!(server = id, error = %e, "gone before build"),
         };
+        if self.is_cancelled(id) {
+            return;
+        }
         let spec = match self.spec(&s).await {
             Ok(spec) => spec,
             Err(why) => return self.fail(id, "Build of instance aborted", &why).await,
@@ -504,6 +507,11 @@ impl Compute {
         }
         let lock = self.lock_of(&s.id);
         let guard = lock.lock().await;
+        // The task that held the lock may have placed it meanwhile: act on the row as it is.
+        let s = match self.store.get_server(&s.id).await {
+            Ok(now) => now,
+            Err(_) => s,
+        };
         let here = s.host.as_deref() == Some(self.host.as_str());
         if s.host.is_some() && !here {
             return; // that host's daemon deletes it in its sync
