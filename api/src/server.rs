@@ -94,12 +94,14 @@ pub async fn start_compute(state: &AppState) -> Result<(), ServerError> {
         .await
         .map_err(|e| ServerError::Compute(e.to_string()))?
         .map_err(|e| ServerError::Compute(e.to_string()))?;
+    let deaths = agent.subscribe();
     let driver: Arc<dyn Driver> = Arc::new(agent);
     let compute = Compute::start(
         state.store().clone(),
         driver,
         state.images().clone(),
         config.compute_config(),
+        Some(deaths),
     )
     .await?;
     state.set_compute(compute);

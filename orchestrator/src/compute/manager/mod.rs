@@ -11,18 +11,20 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+mod spec;
+mod sync;
+
 use images::store::ImageStore;
-use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::driver::{
-    BootSource, ConfigDriveData, Driver, DriverError, InstanceSpec, Observed, PowerState,
-};
-use super::hosts::Ratios;
-use super::scheduler::{Request, ScheduleError};
-use super::servers::{Server, vm};
-use super::task;
+pub use spec::hostname;
+use spec::upload_file;
+
+use crate::compute::driver::{Driver, DriverError, Observed, PowerState};
+use crate::compute::hosts::Ratios;
+use crate::compute::scheduler::{Request, ScheduleError};
+use crate::compute::servers::{Server, vm};
+use crate::compute::task;
 use crate::image::Image;
 use crate::store::{Store, StoreError};
 
@@ -114,25 +116,16 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-/// A guest hostname from a server name (RFC 952-ish, as nova sanitizes it).
-pub fn hostname(name: &str) -> String {
-    let mut h: String = name
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    h = h.trim_matches('-').to_string();
-    h.truncate(63);
-    if h.is_empty() { "server".into() } else { h }
-}
-
 impl Compute {
     /// Registers this host, adopts the guests the driver already runs, and starts the sync.
+    /// `deaths`, when the driver offers one, carries the id of each VMM that ends: the sync
+    /// then runs at once instead of at its next period.
     pub async fn start(
         store: Store,
         driver: Arc<dyn Driver>,
         images: Arc<ImageStore>,
         cfg: ComputeConfig,
+        deaths: Option<std::sync::mpsc::Receiver<Uuid>>,
     ) -> Result<Arc<Compute>, StoreError> {
         let d = driver.clone();
         let info = tokio::task::spawn_blocking(move || d.host_info())
@@ -153,12 +146,30 @@ impl Compute {
         me.adopt().await?;
         let weak = Arc::downgrade(&me);
         let every = me.cfg.sync_interval;
+        let woken = Arc::new(tokio::sync::Notify::new());
+        if let Some(rx) = deaths {
+            let w = woken.clone();
+            // A plain thread: the agent's channel blocks, and ends when the agent goes.
+            let spawned = std::thread::Builder::new()
+                .name("vmm-deaths".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        w.notify_one();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "no VMM death notices; the periodic sync remains");
+            }
+        }
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut n: u64 = 0;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = woken.notified() => {}
+                }
                 let Some(me) = weak.upgrade() else { return };
                 if n.is_multiple_of(10)
                     && let Err(e) = me.store.heartbeat_host(&me.host).await
@@ -235,120 +246,6 @@ impl Compute {
                 }
             });
         }
-    }
-
-    /// Resolves an image to files on this host.
-    fn boot_source(
-        &self,
-        image: &Image,
-        kernel: Option<&Image>,
-        ramdisk: Option<&Image>,
-    ) -> Result<BootSource, String> {
-        let prop = |k: &str| {
-            image
-                .properties
-                .0
-                .get(k)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        let file = |i: &Image, what: &str| {
-            self.images
-                .path(&i.id)
-                .ok_or_else(|| format!("{what} image {} has no data on this host", i.id))
-        };
-        let disk_format = image.disk_format.clone().unwrap_or_else(|| "raw".into());
-        let is_kernel = matches!(disk_format.as_str(), "aki" | "ari");
-        let disk = if is_kernel || image.size.unwrap_or(0) == 0 {
-            None
-        } else {
-            Some(file(image, "root disk")?)
-        };
-        let kernel = match kernel {
-            Some(k) => file(k, "kernel")?,
-            None if disk_format == "aki" => file(image, "kernel")?,
-            None if self.cfg.default_kernel.as_os_str().is_empty() => {
-                return Err(format!(
-                    "image {} has no kernel_id and this host has no default kernel ([compute] default_kernel)",
-                    image.id
-                ));
-            }
-            None => self.cfg.default_kernel.clone(),
-        };
-        let initrd = ramdisk.map(|r| file(r, "ramdisk")).transpose()?;
-        Ok(BootSource {
-            image_id: Uuid::parse_str(&image.id).unwrap_or_else(|_| Uuid::nil()),
-            disk,
-            disk_format,
-            kernel,
-            initrd,
-            cmdline: prop("os_command_line"),
-        })
-    }
-
-    /// The image a property (`kernel_id`, `ramdisk_id`) names, if it names one.
-    async fn linked_image(&self, image: &Image, key: &str) -> Result<Option<Image>, String> {
-        let Some(id) = image.properties.0.get(key).and_then(Value::as_str) else {
-            return Ok(None);
-        };
-        let linked = self.store.get_image(id).await;
-        linked.map(Some).map_err(|e| format!("{key} {id}: {e}"))
-    }
-
-    async fn spec(&self, s: &Server) -> Result<InstanceSpec, String> {
-        let image = self
-            .store
-            .get_image(&s.image_id)
-            .await
-            .map_err(|e| format!("image {}: {e}", s.image_id))?;
-        let kernel = self.linked_image(&image, "kernel_id").await?;
-        let ramdisk = self.linked_image(&image, "ramdisk_id").await?;
-        let boot = self.boot_source(&image, kernel.as_ref(), ramdisk.as_ref())?;
-        let mut public_keys = Map::new();
-        let mut keys = Vec::new();
-        if let Some(k) = &s.key_name {
-            let kp = self
-                .store
-                .get_keypair(&s.user_id, k)
-                .await
-                .map_err(|e| format!("key pair {k}: {e}"))?;
-            public_keys.insert(k.clone(), Value::String(kp.public_key.clone()));
-            keys.push(json!({"name": k, "type": "ssh", "data": kp.public_key}));
-        }
-        let user_data = match &s.user_data {
-            Some(b) => Some(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .map_err(|e| format!("user_data is not base64: {e}"))?,
-            ),
-            None => None,
-        };
-        let meta_data = json!({
-            "uuid": s.id,
-            "name": s.name,
-            "hostname": hostname(&s.name),
-            "launch_index": s.launch_index,
-            "availability_zone": s.availability_zone.clone().unwrap_or_else(|| self.cfg.availability_zone.clone()),
-            "project_id": s.project_id,
-            "public_keys": public_keys,
-            "keys": keys,
-            "meta": s.metadata.0,
-            "devices": [],
-        });
-        Ok(InstanceSpec {
-            id: uuid_of(&s.id).map_err(|e| e.to_string())?,
-            name: s.name.clone(),
-            vcpus: u32::try_from(s.vcpus).unwrap_or(1),
-            memory_mib: u64::try_from(s.ram_mb).unwrap_or(0),
-            root_gb: u64::try_from(s.disk_gb).unwrap_or(0),
-            boot,
-            config_drive: ConfigDriveData {
-                meta_data,
-                user_data,
-                network_data: json!({"links": [], "networks": [], "services": []}),
-                vendor_data: json!({}),
-            },
-        })
     }
 
     /// Builds a server placed on this host (caller holds its lock).
@@ -588,164 +485,4 @@ impl Compute {
         let _ = std::fs::remove_file(&dest);
         result
     }
-
-    /// Puts what the driver observes into the record of a server with no task running.
-    async fn reflect(&self, id: &str, obs: &Observed) {
-        let Ok(s) = self.store.get_server(id).await else {
-            return;
-        };
-        if s.task_state.is_some() {
-            return;
-        }
-        let (state, power) = match obs.power {
-            PowerState::Running => (vm::ACTIVE, PowerState::Running),
-            PowerState::Paused => (vm::PAUSED, PowerState::Paused),
-            PowerState::Suspended => (vm::SUSPENDED, PowerState::Suspended),
-            p @ (PowerState::Shutdown | PowerState::Crashed | PowerState::NoState) => {
-                if s.vm_state == vm::ERROR {
-                    return;
-                }
-                if s.vm_state != vm::STOPPED {
-                    tracing::warn!(server = id, power = ?p, fault = ?obs.fault, "guest is no longer running");
-                }
-                (
-                    vm::STOPPED,
-                    if p == PowerState::Crashed {
-                        p
-                    } else {
-                        PowerState::Shutdown
-                    },
-                )
-            }
-        };
-        if s.vm_state == vm::ERROR && power != PowerState::Running {
-            return;
-        }
-        let pid = obs.pid.map(i64::from);
-        if s.vm_state != state || s.power_state != power as i64 || s.pid != pid {
-            let _ = self
-                .store
-                .set_state(id, state, power as i64, obs.pid, None)
-                .await;
-        }
-    }
-
-    /// What the driver sees of every instance on this host, by server id.
-    async fn observe_all(&self) -> HashMap<String, Observed> {
-        let d = self.driver.clone();
-        let all = tokio::task::spawn_blocking(move || d.list()).await;
-        let all = all.unwrap_or_default().into_iter();
-        all.map(|(id, o)| (id.to_string(), o)).collect()
-    }
-
-    /// One pass of the power-state sync; also picks up work other daemons left for this host.
-    pub async fn sync(self: &Arc<Self>) -> Result<(), StoreError> {
-        let observed = self.observe_all().await;
-        for s in self.store.servers_on_host(&self.host).await? {
-            if self.busy(&s.id) {
-                continue;
-            }
-            match s.task_state.as_deref() {
-                Some(task::SPAWNING) if s.vm_state == vm::BUILDING => {
-                    let me = self.clone();
-                    tokio::spawn(async move {
-                        let lock = me.lock_of(&s.id);
-                        let _g = lock.lock().await;
-                        me.build(&s.id).await;
-                    });
-                }
-                Some(task::DELETING) => self.delete(s),
-                Some(_) => {}
-                None => match observed.get(&s.id) {
-                    Some(obs) => self.reflect(&s.id, obs).await,
-                    None if matches!(
-                        s.vm_state.as_str(),
-                        vm::ACTIVE | vm::PAUSED | vm::SUSPENDED
-                    ) =>
-                    {
-                        self.fail(
-                            &s.id,
-                            "Instance lost",
-                            "the instance's files are gone from its host",
-                        )
-                        .await;
-                    }
-                    None => {}
-                },
-            }
-        }
-        Ok(())
-    }
-
-    /// At start: tasks cut short by the previous daemon are settled, running guests adopted.
-    async fn adopt(&self) -> Result<(), StoreError> {
-        let observed = self.observe_all().await;
-        let mut adopted = 0;
-        for s in self.store.servers_on_host(&self.host).await? {
-            let obs = observed.get(&s.id);
-            match (s.task_state.as_deref(), obs) {
-                (Some(task::DELETING), _) => {}
-                (Some(task::SPAWNING), Some(_)) if s.vm_state == vm::BUILDING => {
-                    // Half-built: start over (the sync rebuilds it).
-                    if let Ok(uuid) = uuid_of(&s.id) {
-                        let d = self.driver.clone();
-                        let _ = blocking(move || d.destroy(uuid)).await;
-                    }
-                }
-                (Some(task::SPAWNING), None) => {}
-                (Some(_), _) => {
-                    self.store.set_task(&s.id, None).await?;
-                    if s.vm_state == vm::BUILDING {
-                        self.fail(
-                            &s.id,
-                            "Build interrupted",
-                            "the daemon restarted during the build",
-                        )
-                        .await;
-                    } else if let Some(o) = obs {
-                        self.reflect(&s.id, o).await;
-                    }
-                }
-                (None, Some(o)) => {
-                    if o.power == PowerState::Running {
-                        adopted += 1;
-                    }
-                    self.reflect(&s.id, o).await;
-                }
-                (None, None) => {}
-            }
-        }
-        tracing::info!(adopted, "running guests adopted");
-        Ok(())
-    }
-}
-
-/// Streams a file into a queued image through the image service's upload path.
-async fn upload_file(
-    store: &Store,
-    data: Arc<ImageStore>,
-    image: &Image,
-    path: &std::path::Path,
-) -> Result<(), String> {
-    use futures_util::StreamExt;
-    use tokio::io::AsyncReadExt;
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let stream = futures_util::stream::unfold(file, |mut f| async move {
-        let mut buf = vec![0u8; 1 << 20];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), f))
-            }
-            Err(e) => Some((Err(e), f)),
-        }
-    });
-    let mut stream = stream.boxed();
-    crate::image::upload::receive(store, data, image, &mut stream)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
 }
