@@ -206,14 +206,14 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::compute::driver::HostInfo;
     use crate::compute::hosts::Ratios;
     use crate::compute::quotas::defaults;
     use crate::compute::servers::{CreateError, Metadata, Server};
 
-    fn template(project: &str, vcpus: i64, ram: i64) -> Server {
+    pub(crate) fn template(project: &str, vcpus: i64, ram: i64) -> Server {
         Server {
             id: String::new(),
             seq: 0,

@@ -395,3 +395,69 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compute::quotas::defaults;
+    use crate::compute::scheduler::tests::template;
+
+    #[tokio::test]
+    async fn tasks_conflict_and_deletes_win() {
+        let s = Store::open_url("sqlite::memory:").await.unwrap();
+        let made = s
+            .create_servers(&template("p", 1, 64), 2, 2, &defaults())
+            .await
+            .unwrap();
+        assert_eq!(
+            (made[0].name.as_str(), made[1].name.as_str()),
+            ("s-1", "s-2")
+        );
+        assert_eq!(made[1].seq, made[0].seq + 1);
+        let id = &made[0].id;
+        // Still building with task `scheduling`: no action may start.
+        let cur = s.begin_task(id, &[vm::ACTIVE], "pausing").await.unwrap();
+        assert_eq!(cur.unwrap().task_state.as_deref(), Some("scheduling"));
+        s.set_state(id, vm::ACTIVE, 1, Some(42), None)
+            .await
+            .unwrap();
+        let srv = s.get_server(id).await.unwrap();
+        assert!(srv.launched_at.is_some() && srv.pid == Some(42));
+        assert!(
+            s.begin_task(id, &[vm::ACTIVE], "pausing")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let cur = s.begin_task(id, &[vm::ACTIVE], "suspending").await.unwrap();
+        assert_eq!(cur.unwrap().task_state.as_deref(), Some("pausing"));
+        // A delete marks the row; a late outcome of the action does not undo it.
+        s.begin_delete(id).await.unwrap();
+        s.set_state(id, vm::PAUSED, 3, Some(42), None)
+            .await
+            .unwrap();
+        let srv = s.get_server(id).await.unwrap();
+        assert_eq!(
+            (srv.vm_state.as_str(), srv.task_state.as_deref()),
+            ("active", Some("deleting"))
+        );
+        s.set_error(&made[1].id, "Build failed", "why")
+            .await
+            .unwrap();
+        let f = s
+            .get_server(&made[1].id)
+            .await
+            .unwrap()
+            .fault_json()
+            .unwrap();
+        assert_eq!(
+            (f["code"].as_i64(), f["details"].as_str()),
+            (Some(500), Some("why"))
+        );
+        s.delete_server_row(id).await.unwrap();
+        assert!(matches!(
+            s.get_server(id).await,
+            Err(StoreError::NotFound { .. })
+        ));
+    }
+}
