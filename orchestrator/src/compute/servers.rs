@@ -365,6 +365,29 @@ impl Store {
         Ok(())
     }
 
+    /// As [`Store::set_state`] for the power-state sync: only while no task runs (an action
+    /// that began since the sync looked wins). Returns whether the row changed.
+    pub async fn sync_state(
+        &self,
+        id: &str,
+        vm_state: &str,
+        power: i64,
+        pid: Option<u32>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE servers SET vm_state = $2, power_state = $3, pid = $4, updated_at = $5
+             WHERE id = $1 AND task_state IS NULL",
+        )
+        .bind(id)
+        .bind(vm_state)
+        .bind(power)
+        .bind(pid.map(i64::from))
+        .bind(now_micros())
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Puts a server in ERROR with a fault (nova's `{code, message, details, created}`).
     pub async fn set_error(
         &self,
