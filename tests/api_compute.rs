@@ -844,6 +844,11 @@ async fn server_lifecycle_on_real_guests() {
     let s = api.wait_status(&user, &broken, "ERROR", 30).await;
     let msg = s["fault"]["message"].as_str().expect("fault message");
     assert!(msg.contains("failed"), "{s:#}");
+    // The console log is kept for the post-mortem.
+    api.action(&user, &broken, json!({"os-getConsoleOutput": {}}))
+        .await
+        .expect(200);
+    assert!(c.instance_dir(&broken).join("console.log").exists());
 
     // Delete: no process, no file left.
     for sid in [&id, &second, &from_snap, &broken] {
