@@ -93,7 +93,10 @@ async fn main() {
             .get("/identity/v3/auth/projects", &token)
             .await
             .expect(200);
-        a.body["projects"][0]["id"].as_str().expect("project").to_string()
+        a.body["projects"][0]["id"]
+            .as_str()
+            .expect("project")
+            .to_string()
     };
     api.send(
         Method::PUT,
