@@ -411,4 +411,35 @@ mod tests {
             .to_string();
         assert!(err.contains("lisen"), "{err}");
     }
+
+    #[test]
+    fn compute_section_maps_onto_the_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("virga.toml");
+        std::fs::write(
+            &path,
+            "[server]\ndata_dir = \"/srv/v\"\n[compute]\ndefault_kernel = \"/k\"\nstop_grace_secs = 2\n",
+        )
+        .unwrap();
+        let env = HashMap::from([
+            (
+                "VIRGA_COMPUTE_RAM_ALLOCATION_RATIO".to_string(),
+                "1.0".to_string(),
+            ),
+            ("VIRGA_COMPUTE_HOST_NAME".to_string(), "h1".to_string()),
+        ]);
+        let c = Config::load_with_env(Some(&path), &env).unwrap();
+        let a = c.agent_config();
+        assert_eq!(a.instances_dir, PathBuf::from("/srv/v/instances"));
+        assert_eq!(a.base_cache_dir, PathBuf::from("/srv/v/_base"));
+        assert_eq!(a.default_kernel, Some(PathBuf::from("/k")));
+        assert_eq!((a.stop_grace_secs, a.host_name.as_deref()), (2, Some("h1")));
+        let cc = c.compute_config();
+        assert_eq!(
+            (cc.ratios.cpu, cc.ratios.ram, cc.ratios.disk),
+            (16.0, 1.0, 1.0)
+        );
+        assert_eq!(cc.availability_zone, "nova");
+        assert!(c.compute.enabled);
+    }
 }
