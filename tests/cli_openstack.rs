@@ -4,75 +4,11 @@
 
 mod cloud_support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use cloud_support::{ADMIN_PASSWORD, Cloud, Options, digest, make_qcow2};
+use cloud_support::cli::{Client, openstack_or_skip};
+use cloud_support::{Cloud, Options, digest, make_qcow2};
 use serde_json::Value;
-
-fn openstack_bin() -> Option<PathBuf> {
-    let cache = std::env::var_os("VIRGA_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/virga")))?;
-    let bin = cache.join("venv-openstack/current/bin/openstack");
-    bin.exists().then_some(bin)
-}
-
-/// Runs the client as one user with a clean environment (no clouds.yaml, no OS_* leaking in).
-struct Client {
-    bin: PathBuf,
-    home: PathBuf,
-    auth_url: String,
-}
-
-impl Client {
-    fn run(
-        &self,
-        user: &str,
-        password: &str,
-        project: &str,
-        args: &[&str],
-    ) -> Result<String, String> {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &self.home)
-            .env("OS_AUTH_URL", &self.auth_url)
-            .env("OS_IDENTITY_API_VERSION", "3")
-            .env("OS_USERNAME", user)
-            .env("OS_PASSWORD", password)
-            .env("OS_PROJECT_NAME", project)
-            .env("OS_USER_DOMAIN_NAME", "Default")
-            .env("OS_PROJECT_DOMAIN_NAME", "Default")
-            .env("OS_REGION_NAME", "RegionOne")
-            .env("OS_INTERFACE", "public")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "openstack {args:?} failed ({}):\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    fn admin(&self, args: &[&str]) -> String {
-        self.run("admin", ADMIN_PASSWORD, "admin", args)
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn admin_json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-f", "json"]);
-        let out = self.admin(&a);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
-    }
-}
 
 fn names(list: &Value) -> Vec<String> {
     list.as_array()
@@ -84,11 +20,7 @@ fn names(list: &Value) -> Vec<String> {
 
 #[test]
 fn openstack_cli_drives_identity_and_image() {
-    let Some(bin) = openstack_bin() else {
-        let msg =
-            "the openstack client venv is missing: run scripts/setup.d/30-openstack-client.sh";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-        eprintln!("SKIPPED: {msg}");
+    let Some(bin) = openstack_or_skip() else {
         return;
     };
     // Bootstrap only the identity service, like keystone-manage: the test then registers the

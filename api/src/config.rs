@@ -54,6 +54,8 @@ pub struct Config {
     pub token: TokenConfig,
     /// The image service.
     pub image: ImageConfig,
+    /// The compute role (scheduler, task flow, agent).
+    pub compute: ComputeSection,
     /// Logs.
     pub log: LogConfig,
 }
@@ -102,6 +104,73 @@ pub struct ImageConfig {
     pub default_limit: u64,
     /// Largest page size a client may ask for.
     pub max_limit: u64,
+}
+
+/// `[compute]`: the compute role. The agent's keys map onto
+/// [`orchestrator::agent::AgentConfig`] ([`Config::agent_config`]); empty paths mean "under
+/// `data_dir`" or "none".
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComputeSection {
+    /// Run the compute role on this daemon (register the host, run guests).
+    pub enabled: bool,
+    /// Zone of this host.
+    pub availability_zone: String,
+    /// vCPU allocation ratio (nova's default 16).
+    pub cpu_allocation_ratio: f64,
+    /// RAM allocation ratio (nova's default 1.5).
+    pub ram_allocation_ratio: f64,
+    /// Disk allocation ratio (nova's default 1.0).
+    pub disk_allocation_ratio: f64,
+    /// Longest wait for a guest's ready mark, in seconds (then ERROR).
+    pub boot_timeout_secs: u64,
+    /// Period of the power-state sync, in milliseconds.
+    pub sync_interval_ms: u64,
+    /// Instance directories; empty: `<data_dir>/instances`.
+    pub instances_dir: String,
+    /// Base-image cache; empty: `<data_dir>/_base`.
+    pub base_cache_dir: String,
+    /// The `virga-vmm` binary (a bare name is looked up beside virgad, then on PATH).
+    pub vmm_binary: String,
+    /// Kernel for images without `kernel_id`; empty: such images fail to build.
+    pub default_kernel: String,
+    /// Kernel command line for images without `os_command_line`.
+    pub default_cmdline: String,
+    /// How long an unused base image stays cached, in seconds.
+    pub base_cache_grace_secs: u64,
+    /// Grace between an ACPI power-off request and killing the VMM, in seconds.
+    pub stop_grace_secs: u64,
+    /// How long spawn/start wait for the VMM to enter the guest, in milliseconds.
+    pub start_wait_ms: u64,
+    /// Host name for the scheduler; empty: the kernel's host name.
+    pub host_name: String,
+    /// Attach a config drive to every instance.
+    pub config_drive: bool,
+}
+
+impl Default for ComputeSection {
+    fn default() -> Self {
+        let agent = orchestrator::agent::AgentConfig::default();
+        ComputeSection {
+            enabled: true,
+            availability_zone: "nova".into(),
+            cpu_allocation_ratio: 16.0,
+            ram_allocation_ratio: 1.5,
+            disk_allocation_ratio: 1.0,
+            boot_timeout_secs: 60,
+            sync_interval_ms: 1000,
+            instances_dir: String::new(),
+            base_cache_dir: String::new(),
+            vmm_binary: agent.vmm_binary.display().to_string(),
+            default_kernel: String::new(),
+            default_cmdline: agent.default_cmdline,
+            base_cache_grace_secs: agent.base_cache_grace_secs,
+            stop_grace_secs: agent.stop_grace_secs,
+            start_wait_ms: agent.start_wait_ms,
+            host_name: String::new(),
+            config_drive: agent.config_drive,
+        }
+    }
 }
 
 /// `[log]`.
@@ -207,6 +276,49 @@ impl Config {
         }
     }
 
+    /// The agent's settings from `[compute]`.
+    pub fn agent_config(&self) -> orchestrator::agent::AgentConfig {
+        let c = &self.compute;
+        let dir = |v: &str, default: &str| {
+            if v.is_empty() {
+                self.server.data_dir.join(default)
+            } else {
+                PathBuf::from(v)
+            }
+        };
+        let some = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        orchestrator::agent::AgentConfig {
+            instances_dir: dir(&c.instances_dir, "instances"),
+            vmm_binary: PathBuf::from(&c.vmm_binary),
+            default_kernel: some(&c.default_kernel).map(PathBuf::from),
+            default_cmdline: c.default_cmdline.clone(),
+            base_cache_dir: dir(&c.base_cache_dir, "_base"),
+            base_cache_grace_secs: c.base_cache_grace_secs,
+            stop_grace_secs: c.stop_grace_secs,
+            start_wait_ms: c.start_wait_ms,
+            host_name: some(&c.host_name),
+            config_drive: c.config_drive,
+        }
+    }
+
+    /// The task flow's settings from `[compute]`.
+    pub fn compute_config(&self) -> orchestrator::compute::ComputeConfig {
+        let c = &self.compute;
+        orchestrator::compute::ComputeConfig {
+            availability_zone: c.availability_zone.clone(),
+            ratios: orchestrator::compute::Ratios {
+                cpu: c.cpu_allocation_ratio,
+                ram: c.ram_allocation_ratio,
+                disk: c.disk_allocation_ratio,
+            },
+            boot_timeout: std::time::Duration::from_secs(c.boot_timeout_secs),
+            sync_interval: std::time::Duration::from_millis(c.sync_interval_ms.max(10)),
+            stop_grace: std::time::Duration::from_secs(c.stop_grace_secs),
+            default_kernel: PathBuf::from(&c.default_kernel),
+            snapshot_dir: self.server.data_dir.join("snapshots"),
+        }
+    }
+
     /// The image store root.
     pub fn image_dir(&self) -> PathBuf {
         self.server.data_dir.join("images")
@@ -298,5 +410,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn compute_section_maps_onto_the_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("virga.toml");
+        std::fs::write(
+            &path,
+            "[server]\ndata_dir = \"/srv/v\"\n[compute]\ndefault_kernel = \"/k\"\nstop_grace_secs = 2\n",
+        )
+        .unwrap();
+        let env = HashMap::from([
+            (
+                "VIRGA_COMPUTE_RAM_ALLOCATION_RATIO".to_string(),
+                "1.0".to_string(),
+            ),
+            ("VIRGA_COMPUTE_HOST_NAME".to_string(), "h1".to_string()),
+        ]);
+        let c = Config::load_with_env(Some(&path), &env).unwrap();
+        let a = c.agent_config();
+        assert_eq!(a.instances_dir, PathBuf::from("/srv/v/instances"));
+        assert_eq!(a.base_cache_dir, PathBuf::from("/srv/v/_base"));
+        assert_eq!(a.default_kernel, Some(PathBuf::from("/k")));
+        assert_eq!((a.stop_grace_secs, a.host_name.as_deref()), (2, Some("h1")));
+        let cc = c.compute_config();
+        assert_eq!(
+            (cc.ratios.cpu, cc.ratios.ram, cc.ratios.disk),
+            (16.0, 1.0, 1.0)
+        );
+        assert_eq!(cc.availability_zone, "nova");
+        assert!(c.compute.enabled);
     }
 }

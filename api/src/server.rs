@@ -11,6 +11,9 @@ use axum::middleware;
 use axum::serve::ListenerExt;
 use images::store::ImageStore;
 use orchestrator::Store;
+use orchestrator::agent::Agent;
+use orchestrator::compute::Compute;
+use orchestrator::compute::driver::Driver;
 use orchestrator::identity::{BootstrapReport, BootstrapSpec};
 use tokio::net::TcpListener;
 
@@ -18,7 +21,7 @@ use crate::auth::token::{TokenError, TokenKeys};
 use crate::config::Config;
 use crate::extract::{method_not_allowed, not_found, request_id};
 use crate::state::AppState;
-use crate::{identity, image};
+use crate::{compute, identity, image};
 
 /// Errors of starting or running the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,9 @@ pub enum ServerError {
     /// The image store could not be opened.
     #[error("cannot open the image store: {0}")]
     Images(#[from] images::store::StoreError),
+    /// The compute role could not start (agent, VMM binary, instance directory).
+    #[error("cannot start the compute role: {0}")]
+    Compute(String),
     /// Listening or serving failed.
     #[error("cannot serve on {addr}: {source}")]
     Serve {
@@ -74,12 +80,42 @@ pub async fn open_state(config: Config) -> Result<AppState, ServerError> {
     Ok(AppState::new(config, store, keys, Arc::new(images)))
 }
 
+/// Starts the compute role when `[compute] enabled`: the agent over `virga-vmm` processes
+/// (adopting the guests still running), host registration, the task flow and the power-state
+/// sync.
+pub async fn start_compute(state: &AppState) -> Result<(), ServerError> {
+    let config = state.config();
+    if !config.compute.enabled {
+        tracing::info!("compute role disabled");
+        return Ok(());
+    }
+    let agent_cfg = config.agent_config();
+    let agent = tokio::task::spawn_blocking(move || Agent::new(agent_cfg))
+        .await
+        .map_err(|e| ServerError::Compute(e.to_string()))?
+        .map_err(|e| ServerError::Compute(e.to_string()))?;
+    let deaths = agent.subscribe();
+    let driver: Arc<dyn Driver> = Arc::new(agent);
+    let compute = Compute::start(
+        state.store().clone(),
+        driver,
+        state.images().clone(),
+        config.compute_config(),
+        Some(deaths),
+    )
+    .await?;
+    state.set_compute(compute);
+    Ok(())
+}
+
 /// The whole HTTP API: one router, services under their path prefixes.
 pub fn router(state: AppState) -> Router {
     let body_limit = usize::try_from(state.config().server.max_request_body).unwrap_or(usize::MAX);
     Router::new()
         .nest("/identity", identity::router())
         .nest("/image", image::router())
+        .nest("/compute", compute::router())
+        .merge(compute::root_router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

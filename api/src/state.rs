@@ -1,10 +1,11 @@
 //! The state every handler shares: configuration, state store, token keys, revocation list and
-//! the image store.
+//! the image store; and the compute role once it runs.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use orchestrator::Store;
+use orchestrator::compute::Compute;
 use orchestrator::store::now_micros;
 
 use crate::auth::revocation::Revocations;
@@ -27,6 +28,7 @@ struct Inner {
     keys: TokenKeys,
     revocations: Revocations,
     images: Images,
+    compute: OnceLock<Arc<Compute>>,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
             keys,
             revocations: Revocations::new(lifetime),
             images,
+            compute: OnceLock::new(),
         }))
     }
 
@@ -65,6 +68,16 @@ impl AppState {
     /// The image data store.
     pub fn images(&self) -> &Images {
         &self.0.images
+    }
+
+    /// The compute role, once started.
+    pub fn compute(&self) -> Option<Arc<Compute>> {
+        self.0.compute.get().cloned()
+    }
+
+    /// Attaches the started compute role (once; later calls are ignored).
+    pub fn set_compute(&self, compute: Arc<Compute>) {
+        let _ = self.0.compute.set(compute);
     }
 
     /// `server.public_url` when configured.

@@ -50,7 +50,7 @@ struct BootstrapArgs {
     #[arg(long)]
     bootstrap_public_url: Option<String>,
     /// Service types to put in the catalog.
-    #[arg(long, value_delimiter = ',', default_value = "identity,image")]
+    #[arg(long, value_delimiter = ',', default_value = "identity,image,compute")]
     services: Vec<String>,
 }
 
@@ -92,6 +92,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
             let state = api::open_state(config).await?;
+            api::start_compute(&state).await?;
             api::serve(state, listener, shutdown_signal()).await?;
         }
         Command::Bootstrap(b) => {

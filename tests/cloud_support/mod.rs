@@ -3,6 +3,9 @@
 //! must carry (the request id header, and OpenStack's error shape on errors).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cli;
+pub mod compute;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -44,6 +47,23 @@ impl Default for Options {
             share: None,
         }
     }
+}
+
+/// Starts `virgad --config <config>`, its log appended to `<dir>/virgad.log`.
+fn spawn_virgad(dir: &Path, config: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("virgad.log"))
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_virgad"))
+        .args(["--config", &config.to_string_lossy()])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn virgad")
 }
 
 fn free_port() -> u16 {
@@ -93,15 +113,7 @@ impl Cloud {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let log = std::fs::File::create(dir.path().join("virgad.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_virgad"))
-            .args(["--config", &config.to_string_lossy()])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn virgad");
+        let child = spawn_virgad(dir.path(), &config);
         let mut cloud = Cloud {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -140,13 +152,37 @@ impl Cloud {
         self.dir.path().join("data")
     }
 
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The config file.
     pub fn config(&self) -> &Path {
         &self.config
     }
 
+    /// Stops the daemon (SIGTERM) and starts it again on the same config and data; guests
+    /// (their VMMs run in their own sessions) keep running meanwhile.
+    pub fn restart(&mut self) {
+        let status = self.stop();
+        assert!(status.success(), "virgad exited {status} on SIGTERM");
+        self.child = spawn_virgad(self.dir.path(), &self.config);
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in url");
+        self.wait_ready(port);
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
         let pid = i32::try_from(self.child.id()).expect("pid");
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
         unsafe { libc::kill(pid, libc::SIGTERM) };

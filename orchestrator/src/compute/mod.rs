@@ -1,4 +1,59 @@
-//! Compute: the records behind the Compute API v2.1 and the [`driver::Driver`] seam to the host
-//! that runs the guests.
+//! Compute: the records behind the Compute API v2.1 (flavors, key pairs, quotas, hosts,
+//! servers), the scheduler, the task flow that drives a host's [`driver::Driver`]
+//! ([`manager::Compute`]), and the seam itself.
 
 pub mod driver;
+pub mod flavors;
+pub mod hosts;
+pub mod keypairs;
+pub mod manager;
+pub mod quotas;
+pub mod scheduler;
+pub mod servers;
+
+pub use flavors::{ExtraSpecs, Flavor};
+pub use hosts::{ComputeHost, Ratios};
+pub use keypairs::Keypair;
+pub use manager::{Action, Compute, ComputeConfig};
+pub use servers::{CreateError, Metadata, Server, vm};
+
+use crate::store::{Store, StoreError};
+
+/// A transaction that holds the write lock from its first statement, so a read-then-write
+/// inside it (quota count then insert, claim check then update) cannot interleave with
+/// another writer. (`BEGIN IMMEDIATE` is SQLite's; PostgreSQL would use SERIALIZABLE.)
+pub(crate) async fn write_tx(
+    store: &Store,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    Ok(store.pool().begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// nova's `task_state` values we use.
+pub mod task {
+    /// Waiting for a host.
+    pub const SCHEDULING: &str = "scheduling";
+    /// The driver is creating and booting it.
+    pub const SPAWNING: &str = "spawning";
+    /// Stopping.
+    pub const POWERING_OFF: &str = "powering-off";
+    /// Starting.
+    pub const POWERING_ON: &str = "powering-on";
+    /// Soft reboot.
+    pub const REBOOTING: &str = "rebooting";
+    /// Hard reboot.
+    pub const REBOOTING_HARD: &str = "rebooting_hard";
+    /// Pausing.
+    pub const PAUSING: &str = "pausing";
+    /// Unpausing.
+    pub const UNPAUSING: &str = "unpausing";
+    /// Suspending.
+    pub const SUSPENDING: &str = "suspending";
+    /// Resuming.
+    pub const RESUMING: &str = "resuming";
+    /// Snapshot being taken.
+    pub const IMAGE_SNAPSHOT: &str = "image_snapshot";
+    /// Snapshot being uploaded.
+    pub const IMAGE_UPLOADING: &str = "image_uploading";
+    /// Being deleted.
+    pub const DELETING: &str = "deleting";
+}

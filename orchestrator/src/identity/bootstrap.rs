@@ -10,9 +10,10 @@ use super::{
 use crate::store::{Store, StoreError, new_id};
 
 /// Services the daemon can put in the catalog: (type, name, path under the public URL).
-pub const KNOWN_SERVICES: [(&str, &str, &str); 2] = [
+pub const KNOWN_SERVICES: [(&str, &str, &str); 3] = [
     ("identity", "keystone", "/identity"),
     ("image", "glance", "/image"),
+    ("compute", "nova", "/compute/v2.1"),
 ];
 
 /// What to bootstrap.

@@ -1,0 +1,538 @@
+//! `/servers`: create, list, detail, show, update, delete.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use orchestrator::compute::scheduler::Request;
+use orchestrator::compute::{CreateError, Metadata, Server, task, vm};
+use orchestrator::image::{Image, ListViewer};
+use serde_json::{Map, Value, json};
+
+use super::hosts::zone_names;
+use super::params::{Paging, body_object, int_field, next_link, only_known, str_field};
+use super::render;
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{BaseUrl, JsonBody};
+use crate::state::AppState;
+
+/// The 404 of a server the caller cannot see.
+pub(super) fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("Instance {id} could not be found."))
+}
+
+/// The server if the caller may see it (admin: any; others: their project's).
+pub(super) async fn visible(st: &AppState, auth: &Auth, id: &str) -> ApiResult<Server> {
+    let s = st.store().get_server(id).await.map_err(|_| not_found(id))?;
+    if auth.is_admin() || auth.project_id() == Some(s.project_id.as_str()) {
+        Ok(s)
+    } else {
+        Err(not_found(id))
+    }
+}
+
+const SERVER_KEYS: [&str; 19] = [
+    "name",
+    "imageRef",
+    "flavorRef",
+    "adminPass",
+    "metadata",
+    "networks",
+    "personality",
+    "block_device_mapping",
+    "block_device_mapping_v2",
+    "config_drive",
+    "key_name",
+    "min_count",
+    "max_count",
+    "return_reservation_id",
+    "security_groups",
+    "user_data",
+    "availability_zone",
+    "accessIPv4",
+    "accessIPv6",
+];
+
+/// The last path segment of a ref (`flavorRef` and `imageRef` may be URLs).
+fn ref_id(v: &str) -> &str {
+    v.trim_end_matches('/').rsplit('/').next().unwrap_or(v)
+}
+
+/// Checks `metadata` (string to string, keys 1-255, values up to 255, at most `max` items).
+pub(super) fn check_metadata(v: &Value, max: i64) -> ApiResult<Map<String, Value>> {
+    let m = v.as_object().ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Invalid input for field/attribute metadata. Value: {v}. It is not an object."
+        ))
+    })?;
+    for (k, x) in m {
+        let ok = !k.is_empty() && k.chars().count() <= 255;
+        let okv = x.as_str().is_some_and(|s| s.chars().count() <= 255);
+        if !ok || !okv {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for field/attribute metadata. Value: {{{k:?}: {x}}}. Keys and values are strings of at most 255 characters."
+            )));
+        }
+    }
+    if max >= 0 && i64::try_from(m.len()).unwrap_or(i64::MAX) > max {
+        return Err(ApiError::forbidden(format!(
+            "Quota exceeded for metadata_items: Requested {}, but the limit is {max}",
+            m.len()
+        )));
+    }
+    Ok(m.clone())
+}
+
+/// The image id a create boots: `imageRef`, else the `block_device_mapping_v2` image entry.
+fn boot_image_ref(b: &Map<String, Value>) -> ApiResult<String> {
+    let image_ref = str_field(b, "imageRef", 2048, false)?
+        .filter(|s| !s.is_empty())
+        .map(|s| ref_id(s).to_string());
+    let Some(bdms) = b.get("block_device_mapping_v2") else {
+        return image_ref.ok_or_else(|| ApiError::bad_request("Missing imageRef attribute"));
+    };
+    let list = bdms.as_array().ok_or_else(|| {
+        ApiError::bad_request("Invalid input for field/attribute block_device_mapping_v2: a list.")
+    })?;
+    let mut boot = image_ref;
+    for d in list {
+        let src = d["source_type"].as_str().unwrap_or("");
+        let dst = d["destination_type"].as_str().unwrap_or("local");
+        if src != "image" || dst != "local" {
+            return Err(ApiError::bad_request(format!(
+                "Block Device Mapping is Invalid: only source_type image with destination_type local is supported here, not {src}/{dst}."
+            )));
+        }
+        let idx = d["boot_index"]
+            .as_i64()
+            .or_else(|| d["boot_index"].as_str().and_then(|s| s.parse().ok()));
+        if idx == Some(0) {
+            let uuid = d["uuid"].as_str().ok_or_else(|| {
+                ApiError::bad_request(
+                    "Block Device Mapping is Invalid: the image entry needs a uuid.",
+                )
+            })?;
+            boot = Some(uuid.to_string());
+        }
+    }
+    boot.ok_or_else(|| {
+        ApiError::bad_request("Block Device Mapping is Invalid: no boot_index 0 image entry.")
+    })
+}
+
+/// The image to boot, checked against the flavor.
+async fn check_image(
+    st: &AppState,
+    auth: &Auth,
+    id: &str,
+    ram_mb: i64,
+    disk_gb: i64,
+) -> ApiResult<Image> {
+    let missing = || ApiError::bad_request(format!("Image {id} could not be found."));
+    let img = st.store().get_image(id).await.map_err(|_| missing())?;
+    let viewer = match auth.project_id() {
+        _ if auth.is_admin() => ListViewer::Admin,
+        Some(p) => ListViewer::Project(p.to_string()),
+        None => return Err(missing()),
+    };
+    if !st.store().image_visible(&viewer, &img).await? {
+        return Err(missing());
+    }
+    if img.status != "active" {
+        return Err(ApiError::bad_request(format!(
+            "Image {id} is not active (status {}).",
+            img.status
+        )));
+    }
+    if img.min_ram > ram_mb {
+        return Err(ApiError::bad_request(format!(
+            "Flavor's memory is too small for requested image: the image needs {} MiB, the flavor has {ram_mb}.",
+            img.min_ram
+        )));
+    }
+    let bytes = img.virtual_size.or(img.size).unwrap_or(0);
+    let is_kernel = matches!(img.disk_format.as_deref(), Some("aki" | "ari"));
+    if disk_gb > 0 && !is_kernel {
+        let flavor_bytes = disk_gb.saturating_mul(1 << 30);
+        if bytes > flavor_bytes {
+            return Err(ApiError::bad_request(format!(
+                "Flavor's disk is too small for requested image. Flavor disk is {flavor_bytes} bytes, image is {bytes} bytes."
+            )));
+        }
+        if img.min_disk > disk_gb {
+            return Err(ApiError::bad_request(format!(
+                "Flavor's disk is too small for requested image: the image needs {} GiB, the flavor has {disk_gb}.",
+                img.min_disk
+            )));
+        }
+    }
+    Ok(img)
+}
+
+/// `POST /servers`.
+pub(super) async fn create(
+    State(st): State<AppState>,
+    auth: Auth,
+    BaseUrl(base): BaseUrl,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Response> {
+    let project = auth.require_project("Creating a server")?.to_string();
+    let b = body_object(&body, "server")?;
+    only_known(b, &SERVER_KEYS)?;
+    let name = str_field(b, "name", 255, true)?
+        .ok_or_else(|| ApiError::bad_request("'name' is a required property"))?
+        .to_string();
+    let flavor_ref = match b.get("flavorRef") {
+        Some(Value::String(s)) if !s.is_empty() => ref_id(s).to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(ApiError::bad_request("'flavorRef' is a required property")),
+    };
+    let flavor = st
+        .store()
+        .get_flavor(&flavor_ref)
+        .await
+        .ok()
+        .filter(|f| !f.disabled)
+        .ok_or_else(|| ApiError::bad_request(format!("Flavor {flavor_ref} could not be found.")))?;
+    let image_id = boot_image_ref(b)?;
+    let image = check_image(&st, &auth, &image_id, flavor.ram_mb, flavor.disk_gb).await?;
+    let min = int_field(b, "min_count", 1)?.unwrap_or(1);
+    let max = int_field(b, "max_count", 1)?.unwrap_or(min);
+    if min > max {
+        return Err(ApiError::bad_request(format!(
+            "min_count {min} must be <= max_count {max}"
+        )));
+    }
+    let limits = st.store().quota_limits(&project).await?;
+    let metadata = match b.get("metadata") {
+        Some(v) => check_metadata(v, limits["metadata_items"])?,
+        None => Map::new(),
+    };
+    let key_name = str_field(b, "key_name", 255, true)?.map(str::to_string);
+    if let Some(k) = &key_name
+        && st
+            .store()
+            .get_keypair(&auth.claims.user_id, k)
+            .await
+            .is_err()
+    {
+        return Err(ApiError::bad_request(format!(
+            "Invalid key_name provided: {k}."
+        )));
+    }
+    let user_data = match str_field(b, "user_data", 65535 * 4 / 3 + 4, false)? {
+        Some(u) => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(u.trim())
+                .map_err(|_| ApiError::bad_request("User data needs to be valid base 64."))?;
+            if raw.len() > 65535 {
+                return Err(ApiError::bad_request(
+                    "User data is larger than 65535 bytes.",
+                ));
+            }
+            Some(u.trim().to_string())
+        }
+        None => None,
+    };
+    let zone = str_field(b, "availability_zone", 255, true)?.map(str::to_string);
+    if let Some(z) = &zone
+        && !zone_names(&st).await?.contains(z)
+    {
+        return Err(ApiError::bad_request(format!(
+            "The requested availability zone is not available: {z}"
+        )));
+    }
+    let disk_config = match b.get("OS-DCF:diskConfig").and_then(Value::as_str) {
+        Some(d @ ("AUTO" | "MANUAL")) => d.to_string(),
+        _ => "MANUAL".into(),
+    };
+    let ip = |k: &str| -> ApiResult<String> {
+        Ok(str_field(b, k, 64, false)?.unwrap_or_default().to_string())
+    };
+    let reservation = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let template = Server {
+        id: String::new(),
+        seq: 0,
+        name,
+        project_id: project.clone(),
+        user_id: auth.claims.user_id.clone(),
+        image_id: image.id.clone(),
+        flavor_id: flavor.id.clone(),
+        vcpus: flavor.vcpus,
+        ram_mb: flavor.ram_mb,
+        disk_gb: flavor.disk_gb,
+        key_name,
+        user_data,
+        metadata: Metadata(metadata),
+        availability_zone: zone.clone(),
+        reservation_id: reservation.clone(),
+        launch_index: 0,
+        access_ipv4: ip("accessIPv4")?,
+        access_ipv6: ip("accessIPv6")?,
+        disk_config: disk_config.clone(),
+        host: None,
+        claimed: false,
+        vm_state: vm::BUILDING.into(),
+        task_state: Some(task::SCHEDULING.into()),
+        power_state: 0,
+        pid: None,
+        fault: None,
+        launched_at: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    let made = st
+        .store()
+        .create_servers(&template, min, max, &limits)
+        .await
+        .map_err(|e| match e {
+            CreateError::Quota { .. } => ApiError::forbidden(e.to_string()),
+            CreateError::Store(s) => s.into(),
+        })?;
+    let req = Request {
+        vcpus: flavor.vcpus,
+        ram_mb: flavor.ram_mb,
+        disk_gb: flavor.disk_gb,
+        image_min_ram: image.min_ram,
+        image_min_disk: image.min_disk,
+        zone,
+    };
+    let first = made
+        .first()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("create_servers returned no server"))?;
+    match st.compute() {
+        Some(c) => c.launch(made.into_iter().map(|s| (s, req.clone())).collect()),
+        // No compute role here: another daemon's sync cannot schedule, so say so plainly.
+        None => {
+            for s in &made {
+                st.store()
+                    .set_error(
+                        &s.id,
+                        "No valid host was found.",
+                        "this daemon has no compute role to schedule the server",
+                    )
+                    .await?;
+            }
+        }
+    }
+    let wants_reservation = b
+        .get("return_reservation_id")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let body = if wants_reservation {
+        json!({ "reservation_id": reservation })
+    } else {
+        let pass: String = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        json!({"server": {
+            "id": first.id,
+            "links": render::links(&base, "servers", &first.id),
+            "OS-DCF:diskConfig": disk_config,
+            "security_groups": [{"name": "default"}],
+            "adminPass": pass,
+        }})
+    };
+    let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if !wants_reservation
+        && let Ok(v) = HeaderValue::from_str(&format!("{base}/compute/v2.1/servers/{}", first.id))
+    {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// Whether a server passes one list filter.
+fn matches(s: &Server, k: &str, v: &str) -> ApiResult<bool> {
+    Ok(match k {
+        "name" => s.name.contains(v) || glob_like(&s.name, v),
+        "status" => render::status(&s.vm_state, s.task_state.as_deref()).eq_ignore_ascii_case(v),
+        "image" => s.image_id == ref_id(v),
+        "flavor" => s.flavor_id == ref_id(v),
+        "host" => s.host.as_deref() == Some(v),
+        "reservation_id" => s.reservation_id == v,
+        "availability_zone" => s.availability_zone.as_deref() == Some(v),
+        "project_id" | "tenant_id" => s.project_id == v,
+        "user_id" => s.user_id == v,
+        "key_name" => s.key_name.as_deref() == Some(v),
+        "vm_state" => s.vm_state == v,
+        "task_state" => s.task_state.as_deref() == Some(v),
+        "changes-since" => {
+            let t = chrono::DateTime::parse_from_rfc3339(v).map_err(|_| {
+                ApiError::bad_request(format!("Invalid changes-since value {v:?}."))
+            })?;
+            s.updated_at >= t.timestamp_micros()
+        }
+        _ => true,
+    })
+}
+
+/// nova matches `name` as a regular expression; `^`/`$` anchors and `.*` cover what clients
+/// send (`--name '^vm1$'`).
+fn glob_like(name: &str, pat: &str) -> bool {
+    let (anchored_start, p) = match pat.strip_prefix('^') {
+        Some(p) => (true, p),
+        None => (false, pat),
+    };
+    let (anchored_end, p) = match p.strip_suffix('$') {
+        Some(p) => (true, p),
+        None => (false, p),
+    };
+    let parts: Vec<&str> = p.split(".*").collect();
+    let mut rest = name;
+    for (i, part) in parts.iter().enumerate() {
+        let found = if i == 0 && anchored_start {
+            rest.starts_with(part).then_some(0)
+        } else {
+            rest.find(part)
+        };
+        let Some(at) = found else { return false };
+        rest = &rest[at + part.len()..];
+    }
+    !anchored_end || rest.is_empty() || p.ends_with(".*")
+}
+
+/// `GET /servers` and `/servers/detail`.
+pub(super) async fn list<const DETAIL: bool>(
+    State(st): State<AppState>,
+    auth: Auth,
+    BaseUrl(base): BaseUrl,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult<Json<Value>> {
+    let paging = Paging::from_query(&q)?;
+    let all_tenants = auth.is_admin()
+        && q.iter()
+            .any(|(k, v)| k == "all_tenants" && !v.eq_ignore_ascii_case("false") && v != "0");
+    let scope = if all_tenants {
+        None
+    } else {
+        Some(auth.require_project("Listing servers")?.to_string())
+    };
+    let mut servers = st.store().list_servers(scope.as_deref()).await?;
+    let admin_only = [
+        "host",
+        "project_id",
+        "tenant_id",
+        "user_id",
+        "vm_state",
+        "task_state",
+    ];
+    for (k, v) in &q {
+        if admin_only.contains(&k.as_str()) && !auth.is_admin() {
+            continue;
+        }
+        let mut kept = Vec::with_capacity(servers.len());
+        for s in servers {
+            if matches(&s, k, v)? {
+                kept.push(s);
+            }
+        }
+        servers = kept;
+    }
+    let (page, more) = paging.page(servers, |s| &s.id)?;
+    let list: Vec<Value> = page
+        .iter()
+        .map(|s| {
+            if DETAIL {
+                render::server(&base, s, auth.is_admin())
+            } else {
+                render::server_brief(&base, s)
+            }
+        })
+        .collect();
+    let mut body = json!({ "servers": list });
+    if more && let Some(last) = page.last() {
+        let path = if DETAIL { "servers/detail" } else { "servers" };
+        body["servers_links"] = next_link(&base, path, &q, &last.id, paging.limit);
+    }
+    Ok(Json(body))
+}
+
+/// `GET /servers/{id}`.
+pub(super) async fn show(
+    State(st): State<AppState>,
+    auth: Auth,
+    BaseUrl(base): BaseUrl,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let s = visible(&st, &auth, &id).await?;
+    Ok(Json(
+        json!({ "server": render::server(&base, &s, auth.is_admin()) }),
+    ))
+}
+
+/// `PUT /servers/{id}`: name, access IPs, disk config.
+pub(super) async fn update(
+    State(st): State<AppState>,
+    auth: Auth,
+    BaseUrl(base): BaseUrl,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    let mut s = visible(&st, &auth, &id).await?;
+    let b = body_object(&body, "server")?;
+    only_known(
+        b,
+        &["name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"],
+    )?;
+    if let Some(n) = str_field(b, "name", 255, true)? {
+        s.name = n.to_string();
+    }
+    if let Some(ip) = str_field(b, "accessIPv4", 64, false)? {
+        s.access_ipv4 = ip.to_string();
+    }
+    if let Some(ip) = str_field(b, "accessIPv6", 64, false)? {
+        s.access_ipv6 = ip.to_string();
+    }
+    match b.get("OS-DCF:diskConfig").map(|v| v.as_str()) {
+        None => {}
+        Some(Some(d @ ("AUTO" | "MANUAL"))) => s.disk_config = d.to_string(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "Invalid input for field/attribute OS-DCF:diskConfig: AUTO or MANUAL.",
+            ));
+        }
+    }
+    st.store().update_server_fields(&s).await?;
+    let s = visible(&st, &auth, &id).await?;
+    Ok(Json(
+        json!({ "server": render::server(&base, &s, auth.is_admin()) }),
+    ))
+}
+
+/// `DELETE /servers/{id}`: 204 at once; the VMM and files go in the background.
+pub(super) async fn delete(
+    State(st): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let s = visible(&st, &auth, &id).await?;
+    if !auth.can_write_project(&s.project_id) {
+        return Err(ApiError::forbidden(format!(
+            "You are not authorized to delete server {id}."
+        )));
+    }
+    let s = st.store().begin_delete(&s.id).await?;
+    match st.compute() {
+        Some(c) => c.delete(s),
+        None if s.host.is_none() => st.store().delete_server_row(&s.id).await?,
+        None => {} // its host's daemon deletes it in its sync
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_patterns() {
+        assert!(glob_like("vm1", "^vm1$"));
+        assert!(!glob_like("vm10", "^vm1$"));
+        assert!(glob_like("web-3", "^web-.*"));
+        assert!(glob_like("a-web-3", "web"));
+        assert!(!glob_like("db", "^web"));
+        assert_eq!(ref_id("http://x/compute/flavors/42"), "42");
+    }
+}

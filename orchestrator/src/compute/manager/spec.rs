@@ -1,0 +1,173 @@
+//! What a server boots, resolved to this host's files: the image, its `kernel_id` and
+//! `ramdisk_id` images, the config drive's metadata; and the snapshot upload.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use images::store::ImageStore;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::{Compute, uuid_of};
+use crate::compute::driver::{BootSource, ConfigDriveData, InstanceSpec};
+use crate::compute::servers::Server;
+use crate::image::Image;
+use crate::store::Store;
+
+/// A guest hostname from a server name (RFC 952-ish, as nova sanitizes it).
+pub fn hostname(name: &str) -> String {
+    let mut h: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    h = h.trim_matches('-').to_string();
+    h.truncate(63);
+    if h.is_empty() { "server".into() } else { h }
+}
+
+impl Compute {
+    /// Resolves an image to files on this host.
+    fn boot_source(
+        &self,
+        image: &Image,
+        kernel: Option<&Image>,
+        ramdisk: Option<&Image>,
+    ) -> Result<BootSource, String> {
+        let prop = |k: &str| {
+            image
+                .properties
+                .0
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let file = |i: &Image, what: &str| {
+            self.images
+                .path(&i.id)
+                .ok_or_else(|| format!("{what} image {} has no data on this host", i.id))
+        };
+        let disk_format = image.disk_format.clone().unwrap_or_else(|| "raw".into());
+        let is_kernel = matches!(disk_format.as_str(), "aki" | "ari");
+        let disk = if is_kernel || image.size.unwrap_or(0) == 0 {
+            None
+        } else {
+            Some(file(image, "root disk")?)
+        };
+        let kernel = match kernel {
+            Some(k) => file(k, "kernel")?,
+            None if disk_format == "aki" => file(image, "kernel")?,
+            None if self.cfg.default_kernel.as_os_str().is_empty() => {
+                return Err(format!(
+                    "image {} has no kernel_id and this host has no default kernel ([compute] default_kernel)",
+                    image.id
+                ));
+            }
+            None => self.cfg.default_kernel.clone(),
+        };
+        let initrd = ramdisk.map(|r| file(r, "ramdisk")).transpose()?;
+        Ok(BootSource {
+            image_id: Uuid::parse_str(&image.id).unwrap_or_else(|_| Uuid::nil()),
+            disk,
+            disk_format,
+            kernel,
+            initrd,
+            cmdline: prop("os_command_line"),
+        })
+    }
+
+    /// The image a property (`kernel_id`, `ramdisk_id`) names, if it names one.
+    async fn linked_image(&self, image: &Image, key: &str) -> Result<Option<Image>, String> {
+        let Some(id) = image.properties.0.get(key).and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        let linked = self.store.get_image(id).await;
+        linked.map(Some).map_err(|e| format!("{key} {id}: {e}"))
+    }
+
+    pub(super) async fn spec(&self, s: &Server) -> Result<InstanceSpec, String> {
+        let image = self
+            .store
+            .get_image(&s.image_id)
+            .await
+            .map_err(|e| format!("image {}: {e}", s.image_id))?;
+        let kernel = self.linked_image(&image, "kernel_id").await?;
+        let ramdisk = self.linked_image(&image, "ramdisk_id").await?;
+        let boot = self.boot_source(&image, kernel.as_ref(), ramdisk.as_ref())?;
+        let mut public_keys = Map::new();
+        let mut keys = Vec::new();
+        if let Some(k) = &s.key_name {
+            let kp = self
+                .store
+                .get_keypair(&s.user_id, k)
+                .await
+                .map_err(|e| format!("key pair {k}: {e}"))?;
+            public_keys.insert(k.clone(), Value::String(kp.public_key.clone()));
+            keys.push(json!({"name": k, "type": "ssh", "data": kp.public_key}));
+        }
+        let user_data = match &s.user_data {
+            Some(b) => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|e| format!("user_data is not base64: {e}"))?,
+            ),
+            None => None,
+        };
+        let meta_data = json!({
+            "uuid": s.id,
+            "name": s.name,
+            "hostname": hostname(&s.name),
+            "launch_index": s.launch_index,
+            "availability_zone": s.availability_zone.clone().unwrap_or_else(|| self.cfg.availability_zone.clone()),
+            "project_id": s.project_id,
+            "public_keys": public_keys,
+            "keys": keys,
+            "meta": s.metadata.0,
+            "devices": [],
+        });
+        Ok(InstanceSpec {
+            id: uuid_of(&s.id).map_err(|e| e.to_string())?,
+            name: s.name.clone(),
+            vcpus: u32::try_from(s.vcpus).unwrap_or(1),
+            memory_mib: u64::try_from(s.ram_mb).unwrap_or(0),
+            root_gb: u64::try_from(s.disk_gb).unwrap_or(0),
+            boot,
+            config_drive: ConfigDriveData {
+                meta_data,
+                user_data,
+                network_data: json!({"links": [], "networks": [], "services": []}),
+                vendor_data: json!({}),
+            },
+        })
+    }
+}
+
+/// Streams a file into a queued image through the image service's upload path.
+pub(super) async fn upload_file(
+    store: &Store,
+    data: Arc<ImageStore>,
+    image: &Image,
+    path: &std::path::Path,
+) -> Result<(), String> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let stream = futures_util::stream::unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; 1 << 20];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    let mut stream = stream.boxed();
+    crate::image::upload::receive(store, data, image, &mut stream)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
