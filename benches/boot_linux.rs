@@ -7,23 +7,13 @@
 //! emulator) is stopped through the control socket, which still reports the counters.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const VMM: &str = env!("CARGO_BIN_EXE_virga-vmm");
-const CMDLINE: &str = "console=ttyS0 noxsave clearcpuid=smap,smep,popcnt,fsgsbase,rdpid,pku,\
-xsave,xsaves,xsaveopt,xsavec,clflushopt,clwb,avx,avx2,bmi1,bmi2,movbe,rdrand,rdseed,pcid,invpcid,\
-erms,fsrm,sha_ni,aes,pclmulqdq,vaes,vpclmulqdq,adx,f16c,fma,umip panic=-1 clocksource=jiffies";
+#[path = "../tests/linux_guest/mod.rs"]
+mod linux_guest;
 
-fn artifacts() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
-    let base = std::env::var_os("VIRGA_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or(PathBuf::from(home).join(".cache/virga"));
-    let dir = base.join("guest/current");
-    (dir.join("bzImage").exists() && dir.join("initramfs.cpio.gz").exists()).then_some(dir)
-}
+const VMM: &str = env!("CARGO_BIN_EXE_virga-vmm");
 
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
@@ -34,10 +24,13 @@ fn main() {
         println!("boot_linux: SKIPPED, /dev/kvm is missing");
         return;
     }
-    let Some(dir) = artifacts() else {
+    let Some(dir) = linux_guest::artifacts_dir()
+        .filter(|d| d.join("bzImage").exists() && d.join("initramfs.cpio.gz").exists())
+    else {
         println!("boot_linux: SKIPPED, guest artifacts missing (run scripts/setup.sh)");
         return;
     };
+    let cmdline = format!("{} panic=-1", linux_guest::CMDLINE);
     let runs: usize = std::env::var("VIRGA_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -60,7 +53,7 @@ fn main() {
             .arg(dir.join("bzImage"))
             .arg("--initrd")
             .arg(dir.join("initramfs.cpio.gz"))
-            .args(["--cmdline", CMDLINE, "--vcpus", "1", "--memory", "128"])
+            .args(["--cmdline", &cmdline, "--vcpus", "1", "--memory", "128"])
             .args(["--on-reset", "exit", "--timings"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

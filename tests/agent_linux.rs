@@ -8,51 +8,29 @@
 //! minutes and the instance is destroyed as soon as the probes are seen.
 
 mod agent_support;
+mod linux_guest;
 
 use agent_support::{Host, kvm_available};
+use linux_guest::artifacts;
 use orchestrator::compute::driver::{Driver, PowerState};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The crutches MACHINE.md lists for a non-PVM kernel on kvm_pvm (as tests/vmm_linux.rs).
-const CMDLINE: &str = "console=ttyS0 noxsave clearcpuid=smap,smep,popcnt,fsgsbase,rdpid,pku,\
-xsave,xsaves,xsaveopt,xsavec,clflushopt,clwb,avx,avx2,bmi1,bmi2,movbe,rdrand,rdseed,pcid,invpcid,\
-erms,fsrm,sha_ni,aes,pclmulqdq,vaes,vpclmulqdq,adx,f16c,fma,umip panic=0 clocksource=jiffies \
-root=/dev/vda ro";
 const BUDGET: Duration = Duration::from_secs(4 * 60);
-
-fn artifacts() -> Option<PathBuf> {
-    let base = std::env::var_os("VIRGA_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/virga")))?;
-    let dir = base.join("guest/current");
-    if ["vmlinux", "rootfs.qcow2"]
-        .iter()
-        .all(|f| dir.join(f).exists())
-    {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "guest artifacts missing in {} (scripts/setup.sh builds them)",
-        dir.display()
-    );
-    eprintln!("SKIPPED: guest artifacts missing in {}", dir.display());
-    None
-}
 
 #[test]
 fn a_linux_instance_boots_its_root_overlay_and_config_drive() {
     if !kvm_available("a_linux_instance_boots_its_root_overlay_and_config_drive") {
         return;
     }
-    let Some(dir) = artifacts() else { return };
+    let Some(dir) = artifacts(&["vmlinux", "rootfs.qcow2"]) else {
+        return;
+    };
     let host = Host::new();
     let mut spec = host.tiny("linux1", "");
     spec.memory_mib = 128;
     spec.root_gb = 1;
     spec.boot.kernel = dir.join("vmlinux");
-    spec.boot.cmdline = Some(CMDLINE.into());
+    spec.boot.cmdline = Some(format!("{} panic=0 root=/dev/vda ro", linux_guest::CMDLINE));
     spec.boot.disk = Some(dir.join("rootfs.qcow2"));
     spec.boot.disk_format = "qcow2".into();
     let id = spec.id;

@@ -14,64 +14,36 @@
 //! bounded time and reported, not required, and the userspace checks (VIRGA-READY) are skipped;
 //! on any other KVM both are required.
 
+mod linux_guest;
 mod vmm_support;
 
-use std::path::PathBuf;
+use linux_guest::{artifacts, kvm_pvm};
 use std::time::Duration;
 use vmm_support::{Vmm, kvm_available};
 
-/// The crutches MACHINE.md lists for a non-PVM kernel on kvm_pvm, plus the console.
-/// `clocksource=jiffies` keeps the boot clocksource: the switch to kvm-clock (a stop_machine)
-/// is where most boots here stalled for minutes.
-const CMDLINE: &str = "console=ttyS0 noxsave clearcpuid=smap,smep,popcnt,fsgsbase,rdpid,pku,\
-xsave,xsaves,xsaveopt,xsavec,clflushopt,clwb,avx,avx2,bmi1,bmi2,movbe,rdrand,rdseed,pcid,invpcid,\
-erms,fsrm,sha_ni,aes,pclmulqdq,vaes,vpclmulqdq,adx,f16c,fma,umip panic=-1 clocksource=jiffies";
 /// Boots take minutes under the emulator; this bounds a hung one.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(25 * 60);
 /// How long to wait for `Run /init` after the kernel's last milestone on kvm_pvm.
 const PVM_INIT_WAIT: Duration = Duration::from_secs(3 * 60);
 
-fn artifacts() -> Option<PathBuf> {
-    let base = std::env::var_os("VIRGA_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/virga")))?;
-    let dir = base.join("guest/current");
-    let needed = ["bzImage", "vmlinux", "initramfs.cpio.gz"];
-    if needed.iter().all(|f| dir.join(f).exists()) {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "guest artifacts missing in {} (scripts/setup.sh builds them)",
-        dir.display()
-    );
-    eprintln!(
-        "SKIPPED: guest artifacts missing in {} (run scripts/setup.sh)",
-        dir.display()
-    );
-    None
-}
-
-/// kvm_pvm emulates a non-PVM guest's kernel and cannot run its user mode (MACHINE.md).
-fn kvm_pvm() -> bool {
-    std::path::Path::new("/sys/module/kvm_pvm").exists()
-}
-
 fn boot_and_check(kernel: &str, memory_mib: u64, test: &str) {
     if !kvm_available(test) {
         return;
     }
-    let Some(dir) = artifacts() else { return };
+    let Some(dir) = artifacts(&["bzImage", "vmlinux", "initramfs.cpio.gz"]) else {
+        return;
+    };
     let kernel = dir.join(kernel);
     let initrd = dir.join("initramfs.cpio.gz");
     let mem = memory_mib.to_string();
+    let cmdline = format!("{} panic=-1", linux_guest::CMDLINE);
     let mut vm = Vmm::spawn([
         "--kernel",
         kernel.to_str().unwrap(),
         "--initrd",
         initrd.to_str().unwrap(),
         "--cmdline",
-        CMDLINE,
+        &cmdline,
         "--vcpus",
         "2",
         "--memory",

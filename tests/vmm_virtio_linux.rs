@@ -19,42 +19,21 @@
 //! namespace where busybox's udhcpd serves one address, and the kernel's own DHCP client
 //! (`ip=dhcp`) must take it (without them that part is SKIPPED, a failure under CI=true).
 
+mod linux_guest;
 mod vmm_support;
 
-use std::path::PathBuf;
+use linux_guest::{CMDLINE, artifacts};
 use std::time::{Duration, Instant};
+
+/// `panic=0` keeps the VMM up after init dies; root from the first drive.
+const ROOT: &str = "panic=0 root=/dev/vda ro";
 use vmm::control::Request;
 use vmm_support::netns::{GUEST_IP, GUEST_MAC, HOST_IP, Netns, netns};
 use vmm_support::virtio::qemu_img;
 use vmm_support::{Vmm, control, kvm_available};
 
-/// The crutches MACHINE.md lists for a non-PVM kernel on kvm_pvm (as tests/vmm_linux.rs).
-const CMDLINE: &str = "console=ttyS0 noxsave clearcpuid=smap,smep,popcnt,fsgsbase,rdpid,pku,\
-xsave,xsaves,xsaveopt,xsavec,clflushopt,clwb,avx,avx2,bmi1,bmi2,movbe,rdrand,rdseed,pcid,invpcid,\
-erms,fsrm,sha_ni,aes,pclmulqdq,vaes,vpclmulqdq,adx,f16c,fma,umip panic=0 clocksource=jiffies \
-root=/dev/vda ro";
 /// The whole boot's budget (CI runs every Linux boot; this one adds at most this much).
 const BUDGET: Duration = Duration::from_secs(4 * 60);
-
-fn artifacts() -> Option<PathBuf> {
-    let base = std::env::var_os("VIRGA_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/virga")))?;
-    let dir = base.join("guest/current");
-    if ["vmlinux", "rootfs.ext4", "rootfs.qcow2"]
-        .iter()
-        .all(|f| dir.join(f).exists())
-    {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "guest artifacts missing in {} (scripts/setup.sh builds them)",
-        dir.display()
-    );
-    eprintln!("SKIPPED: guest artifacts missing in {}", dir.display());
-    None
-}
 
 /// busybox udhcpd in the namespace, serving GUEST_IP alone; killed on drop.
 struct Dhcpd(std::process::Child);
@@ -95,7 +74,9 @@ fn linux_finds_virtio_devices_through_acpi_and_mounts_root_from_virtio_blk() {
     if !kvm_available(test) {
         return;
     }
-    let Some(dir) = artifacts() else { return };
+    let Some(dir) = artifacts(&["vmlinux", "rootfs.ext4", "rootfs.qcow2"]) else {
+        return;
+    };
     let pvm = std::path::Path::new("/sys/module/kvm_pvm").exists();
     let tmp = tempfile::tempdir().unwrap();
     let overlay = tmp.path().join("root.qcow2");
@@ -124,8 +105,8 @@ fn linux_finds_virtio_devices_through_acpi_and_mounts_root_from_virtio_blk() {
     };
     let _dhcpd = ns.as_ref().map(|ns| dhcpd(ns, tmp.path()));
     let cmdline = match ns {
-        Some(_) => format!("{CMDLINE} ip=dhcp"),
-        None => CMDLINE.to_owned(),
+        Some(_) => format!("{CMDLINE} {ROOT} ip=dhcp"),
+        None => format!("{CMDLINE} {ROOT}"),
     };
     let nic = format!("id=net0,tap=vtap0,mac={GUEST_MAC}");
     let kernel = dir.join("vmlinux").display().to_string();
