@@ -1,5 +1,5 @@
 //! Request helpers shared by the services: a JSON body extractor whose failures are OpenStack
-//! errors (400 malformed, 413 too large), the base URL for links, and the request id layer.
+//! errors (400 malformed, 413 too large), the base URL for links, query-string encoding for next links, and the request id layer.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -87,4 +87,18 @@ pub async fn method_not_allowed(req: Request) -> ApiError {
             req.uri().path()
         ),
     )
+}
+
+/// Percent-encodes a query-string key or value (RFC 3986 unreserved characters stay), for the
+/// `next` links of paged lists.
+pub(crate) fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -6,7 +6,9 @@ use axum::http::StatusCode;
 use orchestrator::compute::{ExtraSpecs, Flavor};
 use serde_json::{Map, Value, json};
 
-use super::params::{Paging, body_object, int_field, next_link, only_known, query_bool, str_field};
+use super::params::{
+    Paging, body_object, int_field, only_known, paged_body, query_bool, str_field,
+};
 use super::render;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
@@ -87,12 +89,16 @@ pub(super) async fn list<const DETAIL: bool>(
             }
         })
         .collect();
-    let mut body = json!({ "flavors": flavors });
-    if more && let Some(last) = page.last() {
-        let path = if DETAIL { "flavors/detail" } else { "flavors" };
-        body["flavors_links"] = next_link(&base, path, &q, &last.id, paging.limit);
-    }
-    Ok(Json(body))
+    let next = more.then(|| page.last().map(|f| f.id.as_str())).flatten();
+    Ok(Json(paged_body(
+        &base,
+        "flavors",
+        DETAIL,
+        flavors,
+        next,
+        &q,
+        paging.limit,
+    )))
 }
 
 /// `GET /flavors/{id}`.

@@ -7,6 +7,7 @@ use orchestrator::compute::Compute;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, ApiResult};
+use crate::extract::percent_encode;
 use crate::state::AppState;
 
 /// The largest page nova returns (`max_limit`).
@@ -122,7 +123,30 @@ impl Paging {
 }
 
 /// The `<kind>_links` of a full page: a `next` link with the last id as marker.
-pub fn next_link(
+/// The body of a paged list: `{collection: items}`, plus `{collection}_links` pointing at the
+/// next page (after `next_marker`) when there is one.
+pub fn paged_body(
+    base: &str,
+    collection: &str,
+    detail: bool,
+    items: Vec<Value>,
+    next_marker: Option<&str>,
+    query: &[(String, String)],
+    limit: usize,
+) -> Value {
+    let mut body = json!({ collection: items });
+    if let Some(last) = next_marker {
+        let path = if detail {
+            format!("{collection}/detail")
+        } else {
+            collection.to_owned()
+        };
+        body[format!("{collection}_links")] = next_link(base, &path, query, last, limit);
+    }
+    body
+}
+
+fn next_link(
     base: &str,
     path: &str,
     query: &[(String, String)],
@@ -132,23 +156,11 @@ pub fn next_link(
     let mut q: Vec<String> = query
         .iter()
         .filter(|(k, _)| k != "marker" && k != "limit")
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
         .collect();
     q.push(format!("limit={limit}"));
-    q.push(format!("marker={}", encode(last)));
+    q.push(format!("marker={}", percent_encode(last)));
     json!([{"rel": "next", "href": format!("{base}/compute/v2.1/{path}?{}", q.join("&"))}])
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// A boolean query value as nova reads them.

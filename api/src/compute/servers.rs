@@ -11,7 +11,7 @@ use orchestrator::image::{Image, ListViewer};
 use serde_json::{Map, Value, json};
 
 use super::hosts::zone_names;
-use super::params::{Paging, body_object, int_field, next_link, only_known, str_field};
+use super::params::{Paging, body_object, int_field, only_known, paged_body, str_field};
 use super::render;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
@@ -441,12 +441,16 @@ pub(super) async fn list<const DETAIL: bool>(
             }
         })
         .collect();
-    let mut body = json!({ "servers": list });
-    if more && let Some(last) = page.last() {
-        let path = if DETAIL { "servers/detail" } else { "servers" };
-        body["servers_links"] = next_link(&base, path, &q, &last.id, paging.limit);
-    }
-    Ok(Json(body))
+    let next = more.then(|| page.last().map(|s| s.id.as_str())).flatten();
+    Ok(Json(paged_body(
+        &base,
+        "servers",
+        DETAIL,
+        list,
+        next,
+        &q,
+        paging.limit,
+    )))
 }
 
 /// `GET /servers/{id}`.

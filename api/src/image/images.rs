@@ -12,7 +12,7 @@ use super::validate::{check_tag, set_attr};
 use super::{patch, render};
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, percent_encode};
 use crate::state::AppState;
 
 /// The caller's view: admin sees all, others their project's view.
@@ -147,18 +147,6 @@ fn parse_dir(v: &str) -> ApiResult<SortDir> {
     }
 }
 
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// `GET /v2/images`.
 pub(super) async fn list(
     State(st): State<AppState>,
@@ -186,9 +174,9 @@ pub(super) async fn list(
     {
         let mut q: Vec<String> = keep
             .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
             .collect();
-        q.insert(0, format!("marker={}", encode(&last.id)));
+        q.insert(0, format!("marker={}", percent_encode(&last.id)));
         body["next"] = json!(format!("/v2/images?{}", q.join("&")));
     }
     Ok(Json(body))
