@@ -1,5 +1,6 @@
 //! Block back ends: what virtio-blk reads and writes, whatever the format behind it.
 
+mod mapcache;
 mod qcow2;
 mod raw;
 

@@ -1,5 +1,10 @@
 //! qcow2 disks through imago, after our own validation has passed.
+//!
+//! Reads and in-place writes go straight to the image files at offsets that imago looked up
+//! once and [`MapCache`] remembers; anything that allocates, copies or frees clusters goes
+//! through imago, which owns the metadata.
 
+use super::mapcache::{Extent, MapCache, Target};
 use super::{
     BlockBackend, BlockResult, BlockStatus, MAX_CHAIN_DEPTH, OpenError, OpenOptions, check_range,
     io_err, open_checked, policy_for, read_only_err,
@@ -7,12 +12,14 @@ use super::{
 use crate::probe::Format;
 use crate::qcow2::validate;
 use imago::file::File as ImagoFile;
-use imago::io_buffers::{IoVector, IoVectorMut};
 use imago::qcow2::Qcow2;
 use imago::raw::Raw;
-use imago::{DenyImplicitOpenGate, FormatAccess, FormatDriverBuilder, Mapping, StorageOpenOptions};
+use imago::{
+    DenyImplicitOpenGate, FormatAccess, FormatDriverBuilder, Mapping, Storage, StorageOpenOptions,
+};
 use std::fs::File;
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -22,9 +29,16 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// writes share a read lock and discards take the write lock.
 pub struct Qcow2Backend {
     access: RwLock<FormatAccess<ImagoFile>>,
+    /// The image and its backing files (by the names imago knows them), each a second handle on
+    /// the file imago reads, for requests served from `map`.
+    files: Files,
+    map: MapCache,
     size: u64,
     read_only: bool,
 }
+
+/// Files of a chain, top first: (path as given to imago, our handle).
+type Files = Vec<(PathBuf, File)>;
 
 impl std::fmt::Debug for Qcow2Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,13 +64,61 @@ impl Qcow2Backend {
         path: &Path,
         opts: &OpenOptions,
     ) -> Result<Self, OpenError> {
-        let qcow2 = open_qcow2(file, path, opts, 0)?;
+        let mut files = Files::new();
+        let qcow2 = open_qcow2(file, path, opts, 0, &mut files)?;
         let access = FormatAccess::new(qcow2);
         Ok(Qcow2Backend {
             size: access.size(),
             access: RwLock::new(access),
+            files,
+            map: MapCache::default(),
             read_only: opts.read_only,
         })
+    }
+
+    /// Where guest offset `at` lives and for how many bytes (at most `max`, at least 1): from
+    /// the cache, or asked of imago and remembered. `None`: only imago can serve it (compressed
+    /// clusters, a storage we hold no handle for).
+    fn locate(
+        &self,
+        access: &FormatAccess<ImagoFile>,
+        at: u64,
+        max: u64,
+    ) -> io::Result<(Option<Target>, u64)> {
+        if let Some((target, n)) = self.map.lookup(at) {
+            return Ok((Some(target), n.min(max)));
+        }
+        let miss = self.map.miss(at, max);
+        let (mapping, n) = access.get_mapping(at, miss.ahead.min(self.size - at))?;
+        if n == 0 {
+            return Ok((None, max));
+        }
+        let target = match mapping {
+            Mapping::Raw {
+                storage,
+                offset,
+                writable,
+                ..
+            } => storage.get_filename().and_then(|name| {
+                let file = self.files.iter().position(|(p, _)| *p == name)?;
+                Some(Target::Data {
+                    file,
+                    host: offset,
+                    writable,
+                })
+            }),
+            Mapping::Zero { .. } => Some(Target::Zero),
+            _ => None,
+        };
+        if let Some(target) = target {
+            let run = Extent {
+                start: at,
+                end: at + n,
+                target,
+            };
+            self.map.insert(miss, run);
+        }
+        Ok((target, n.min(max)))
     }
 
     fn shared(&self) -> io::Result<RwLockReadGuard<'_, FormatAccess<ImagoFile>>> {
@@ -90,28 +152,51 @@ impl BlockBackend for Qcow2Backend {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> BlockResult<()> {
         check_range(self.size, offset, buf.len() as u64, "read")?;
-        self.shared()?.read(buf, offset)
+        let access = self.shared()?;
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let rest = &mut buf[done..];
+            let (target, n) = self.locate(&access, at, rest.len() as u64)?;
+            let piece = &mut rest[..n as usize];
+            match target {
+                Some(Target::Data { file, host, .. }) => {
+                    read_full(&self.files[file].1, piece, host)?
+                }
+                Some(Target::Zero) => piece.fill(0),
+                None => access.read(&mut *piece, at)?,
+            }
+            done += piece.len();
+        }
+        Ok(())
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> BlockResult<()> {
         self.writable(offset, buf.len() as u64, "write")?;
-        self.shared()?.write(buf, offset)
-    }
-
-    fn read_vectored_at(&self, bufs: &mut [IoSliceMut<'_>], offset: u64) -> BlockResult<()> {
-        let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
-        check_range(self.size, offset, total, "read")?;
-        let list: Vec<IoSliceMut<'_>> = bufs
-            .iter_mut()
-            .map(|b| IoSliceMut::new(&mut b[..]))
-            .collect();
-        self.shared()?.readv(IoVectorMut::from(list), offset)
-    }
-
-    fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> BlockResult<()> {
-        let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
-        self.writable(offset, total, "write")?;
-        self.shared()?.writev(IoVector::from(bufs.to_vec()), offset)
+        let access = self.shared()?;
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let rest = &buf[done..];
+            let (target, n) = self.locate(&access, at, rest.len() as u64)?;
+            let piece = &rest[..n as usize];
+            match target {
+                Some(Target::Data {
+                    file,
+                    host,
+                    writable: true,
+                }) => self.files[file].1.write_all_at(piece, host)?,
+                _ => {
+                    // imago allocates or copies clusters here: what we remember of this range
+                    // is stale once it is done (or failed half way).
+                    let written = access.write(piece, at);
+                    self.map.invalidate(at, n);
+                    written?;
+                }
+            }
+            done += piece.len();
+        }
+        Ok(())
     }
 
     fn block_status(&self, offset: u64, len: u64) -> BlockResult<(BlockStatus, u64)> {
@@ -134,15 +219,24 @@ impl BlockBackend for Qcow2Backend {
 
     fn discard(&self, offset: u64, len: u64) -> BlockResult<()> {
         self.writable(offset, len, "discard")?;
-        self.exclusive()?.discard_to_any(offset, len)
+        let mut access = self.exclusive()?;
+        // Freed clusters may be reused for other guest offsets: forget every mapping.
+        let done = access.discard_to_any(offset, len);
+        self.map.clear();
+        done
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, unmap: bool) -> BlockResult<()> {
         self.writable(offset, len, "write-zeroes")?;
         if unmap {
-            self.exclusive()?.discard_to_zero(offset, len)
+            let mut access = self.exclusive()?;
+            let done = access.discard_to_zero(offset, len);
+            self.map.clear();
+            done
         } else {
-            self.shared()?.write_zeroes(offset, len)
+            let done = self.shared()?.write_zeroes(offset, len);
+            self.map.invalidate(offset, len);
+            done
         }
     }
 }
@@ -154,6 +248,7 @@ fn open_qcow2(
     path: &Path,
     opts: &OpenOptions,
     depth: usize,
+    files: &mut Files,
 ) -> Result<Qcow2<ImagoFile>, OpenError> {
     let refused = |source| OpenError::Refused {
         path: path.to_owned(),
@@ -168,9 +263,10 @@ fn open_qcow2(
             header.backing_format.as_deref(),
             opts,
             depth,
+            files,
         )?),
     };
-    let storage = imago_file(file, path, !opts.read_only)?;
+    let storage = imago_file(file, path, !opts.read_only, files)?;
     Qcow2::<ImagoFile>::builder(storage)
         .write(!opts.read_only)
         .backing(backing)
@@ -182,7 +278,14 @@ fn open_qcow2(
         })
 }
 
-fn imago_file(file: File, path: &Path, writable: bool) -> Result<ImagoFile, OpenError> {
+/// Hands `file` to imago, keeping a second handle on it in `files` under the name imago knows.
+fn imago_file(
+    file: File,
+    path: &Path,
+    writable: bool,
+    files: &mut Files,
+) -> Result<ImagoFile, OpenError> {
+    files.push((path.to_owned(), file.try_clone().map_err(io_err(path))?));
     ImagoFile::from_open_file(
         file,
         StorageOpenOptions::new().filename(path).write(writable),
@@ -196,6 +299,7 @@ fn open_backing(
     format: Option<&str>,
     opts: &OpenOptions,
     depth: usize,
+    files: &mut Files,
 ) -> Result<FormatAccess<ImagoFile>, OpenError> {
     let refuse = |why: String| OpenError::Backing {
         path: image.to_owned(),
@@ -230,9 +334,10 @@ fn open_backing(
             &resolved,
             &backing_opts,
             depth + 1,
+            files,
         )?)),
         _ => {
-            let raw = Raw::builder(imago_file(file, &resolved, false)?)
+            let raw = Raw::builder(imago_file(file, &resolved, false, files)?)
                 .write(false)
                 .open(DenyImplicitOpenGate::default())
                 .map_err(|source| OpenError::Qcow2 {
@@ -242,6 +347,27 @@ fn open_backing(
             Ok(FormatAccess::new(raw))
         }
     }
+}
+
+/// Fills `buf` from `file` at `offset`; bytes past the end of the file read as zeroes, as
+/// imago reads them.
+fn read_full(file: &File, buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset) {
+            Ok(0) => {
+                buf[done..].fill(0);
+                break;
+            }
+            Ok(n) => {
+                done += n;
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Resolves a backing file name (relative names are relative to the image's directory, as
