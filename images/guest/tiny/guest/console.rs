@@ -25,7 +25,7 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     ("cmdline", |_| cmdline(), "cmdline: print the command line the VMM gave"),
     ("virtio", virtio::list, "virtio: the virtio-mmio devices in the slots"),
     ("blk", virtio::blk::cmd_list, "blk: virtio-blk drives (slot, sectors, ro/rw, serial)"),
-    ("blkwrite", virtio::blk::cmd_write, "blkwrite <drive> <sector> <bytes> [seed]: write a pattern, flush"),
+    ("blkwrite", virtio::blk::cmd_write, "blkwrite <drive> <sector> <bytes> [seed] [noflush]: write a pattern, flush"),
     ("blkread", virtio::blk::cmd_read, "blkread <drive> <sector> <bytes> [seed]: read, hash, compare with the pattern"),
     ("blkbench", virtio::blk::cmd_bench, "blkbench <drive> <sr|sw|rr|rw> <bytes> <block>: timed I/O, data untouched"),
     ("blkevil", virtio::blk::cmd_evil, "blkevil <drive>: bad buffer, bad avail index, then reset"),

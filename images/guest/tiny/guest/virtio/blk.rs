@@ -285,10 +285,17 @@ fn usage(text: &str) {
     print("\n");
 }
 
-/// `blkwrite <drive> <sector> <bytes> [seed]`: writes the pattern (see `sector_word`), flushes.
+/// `blkwrite <drive> <sector> <bytes> [seed] [noflush]`: writes the pattern (see
+/// `sector_word`), then flushes unless `noflush` ends the line (so the host can test what it
+/// sees of writes the guest never flushed).
 pub fn cmd_write(args: &[u8]) {
+    let trimmed = args.trim_ascii_end();
+    let (args, flush) = match trimmed.strip_suffix(b"noflush") {
+        Some(rest) if rest.is_empty() || rest.ends_with(b" ") => (rest, false),
+        _ => (args, true),
+    };
     let Some((d, sector, bytes, seed)) = args4(args) else {
-        return usage("blkwrite <drive> <sector> <bytes> [seed]");
+        return usage("blkwrite <drive> <sector> <bytes> [seed] [noflush]");
     };
     let Some(buf) = chunk_buf() else { return print("blk: out of memory\n") };
     let mut done = 0u64;
@@ -301,14 +308,14 @@ pub fn cmd_write(args: &[u8]) {
         }
         done += n as u64;
     }
-    if let Err(e) = d.flush() {
+    if flush && let Err(e) = d.flush() {
         return print_error(e);
     }
     print("blkwrite: ");
     print_dec(bytes);
     print(" bytes seed ");
     print_dec(seed.into());
-    print(" flushed\n");
+    print(if flush { " flushed\n" } else { " not flushed\n" });
 }
 
 /// `blkread <drive> <sector> <bytes> [seed]`: reads, counts the sectors that differ from the
