@@ -64,6 +64,13 @@ fn with_disk(host: &Host, name: &str, image: &Path, image_id: uuid::Uuid) -> Ins
     spec
 }
 
+/// The tiny guest's `blkwrite` pattern: every 8 bytes of sector `s` hold `s << 16 | seed`.
+fn pattern(first_sector: u64, len: usize, seed: u16) -> Vec<u8> {
+    (0..len / 8)
+        .flat_map(|i| ((first_sector + (i * 8 / 512) as u64) << 16 | u64::from(seed)).to_le_bytes())
+        .collect()
+}
+
 /// `len` bytes at `offset` of a disk image, read through qemu-img (any format, backing files).
 fn bytes_at(image: &Path, offset: u64, len: usize) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
@@ -86,8 +93,9 @@ fn root_disk_config_drive_snapshot_and_destroy() {
     let image = image(host.root.path());
     let image_id = uuid::Uuid::new_v4();
     let mut a = with_disk(&host, "disk-a", &image, image_id);
-    // The guest writes 64 KiB at 2 MiB of its root disk (and flushes).
-    a.boot.cmdline = Some("blk; blkwrite 0 4096 65536 5".into());
+    // The guest writes 64 KiB at 2 MiB of its root disk (and flushes), then 64 KiB at 4 MiB
+    // that it never flushes (the snapshot must hold it all the same).
+    a.boot.cmdline = Some("blk; blkwrite 0 4096 65536 5; blkwrite 0 8192 65536 6 noflush".into());
     let b = with_disk(&host, "disk-b", &image, image_id);
     host.agent.spawn(&a).expect("spawn a");
     let cache = host.agent.base_cache();
@@ -110,6 +118,7 @@ fn root_disk_config_drive_snapshot_and_destroy() {
         "{console}"
     );
     assert!(console.contains("ro serial config-2"), "{console}");
+    host.wait_console(a.id, "blkwrite: 65536 bytes seed 6 not flushed");
     let console = host.wait_console(a.id, "user data ran");
     assert!(
         console.contains("config-drive: hostname disk-a"),
@@ -136,8 +145,9 @@ fn root_disk_config_drive_snapshot_and_destroy() {
     );
     assert_eq!(user, "#tiny\necho user data ran\n");
 
-    // A snapshot of the running guest: standalone, with the image and the guest's flushed
-    // write; the guest runs on afterwards.
+    // A snapshot of the running guest: standalone, with the image, the guest's flushed write
+    // and the one it did not flush (the agent asks the VMM to flush its drives while the
+    // guest is paused); consistent for qemu-img; the guest runs on afterwards.
     let snap = host.root.path().join("snap.qcow2");
     host.agent.snapshot(a.id, &snap).expect("snapshot");
     assert_eq!(host.agent.observe(a.id).unwrap().power, PowerState::Running);
@@ -145,7 +155,16 @@ fn root_disk_config_drive_snapshot_and_destroy() {
     assert_eq!(info["format"], "qcow2");
     assert!(info.get("backing-filename").is_none(), "{info}");
     assert_eq!(bytes_at(&snap, 1 << 20, 12), b"VIRGA-ROOTFS");
-    assert!(bytes_at(&snap, 2 << 20, 4096).iter().any(|&b| b != 0));
+    assert!(
+        bytes_at(&snap, 2 << 20, 65536) == pattern(4096, 65536, 5),
+        "the flushed write is in the snapshot"
+    );
+    assert!(
+        bytes_at(&snap, 4 << 20, 65536) == pattern(8192, 65536, 6),
+        "the write the guest did not flush is in the snapshot"
+    );
+    let check = run("qemu-img", &["check", snap.to_str().unwrap()]);
+    assert!(check.contains("No errors"), "{check}");
     assert!(
         bytes_at(&image, 2 << 20, 4096).iter().all(|&b| b == 0),
         "the image is untouched"
@@ -153,9 +172,20 @@ fn root_disk_config_drive_snapshot_and_destroy() {
 
     // The snapshot boots as an image of its own, with the guest's data on it.
     let mut c = with_disk(&host, "from-snap", &snap, uuid::Uuid::new_v4());
-    c.boot.cmdline = Some("blkread 0 4096 65536 5".into());
+    c.boot.cmdline = Some("blkread 0 4096 65536 5; blkread 0 8192 65536 6".into());
     host.agent.spawn(&c).expect("spawn from the snapshot");
     host.wait_console(c.id, "blkread: 65536 bytes seed 5 bad sectors 0");
+    host.wait_console(c.id, "blkread: 65536 bytes seed 6 bad sectors 0");
+
+    // A paused guest is flushed too and stays paused.
+    host.agent.pause(a.id).unwrap();
+    let snap2 = host.root.path().join("snap2.qcow2");
+    host.agent
+        .snapshot(a.id, &snap2)
+        .expect("snapshot of a paused guest");
+    assert_eq!(host.agent.observe(a.id).unwrap().power, PowerState::Paused);
+    assert!(bytes_at(&snap2, 4 << 20, 65536) == pattern(8192, 65536, 6));
+    host.agent.unpause(a.id).unwrap();
 
     for spec in [&a, &b, &c] {
         host.agent.destroy(spec.id).unwrap();

@@ -43,6 +43,10 @@ pub enum Request {
     },
     /// Per-device request, byte and error counters.
     Counters,
+    /// Make every writable drive's completed writes, and the image metadata behind them,
+    /// durable on its files (a qcow2 back end caches metadata until then), so that another
+    /// process reading the files sees what the guest sees. Answers when done.
+    Flush,
 }
 
 /// The answer to `balloon_stats`.
@@ -272,6 +276,7 @@ mod tests {
                 },
             ),
             (r#"{"cmd":"counters"}"#, Request::Counters),
+            (r#"{"cmd":"flush"}"#, Request::Flush),
         ] {
             assert_eq!(serde_json::from_str::<Request>(text).unwrap(), req);
             assert_eq!(serde_json::to_string(&req).unwrap(), text);

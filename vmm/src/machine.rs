@@ -171,22 +171,29 @@ pub fn run(cfg: VmConfig, start: Instant) -> Result<Outcome, VmmError> {
         sockets.0.push(path.clone());
     }
 
-    loop {
-        let reason = boot_once(&ctx, &kvm, &cpuid)?;
-        if reason == StopReason::Reset && ctx.cfg.on_reset == OnReset::Restart {
+    let reason = loop {
+        let reason = boot_once(&ctx, &kvm, &cpuid);
+        if matches!(reason, Ok(StopReason::Reset)) && ctx.cfg.on_reset == OnReset::Restart {
             tracing::info!("guest reset: booting again");
             ctx.legacy.reset();
             ctx.shared.begin_boot();
             continue;
         }
-        let kvm_stats =
-            std::mem::take(&mut *ctx.kvm_stats.lock().unwrap_or_else(|e| e.into_inner()));
-        return Ok(Outcome {
-            reason,
-            timings: timings(&ctx),
-            kvm_stats,
-        });
+        break reason;
+    };
+    // The devices live on in the control thread's context and are never dropped, so nothing
+    // else writes out what the drives' formats cache (a qcow2 drive's L2 and refcount
+    // updates): without this, writes the guest did not flush would be lost at exit.
+    if let Err(e) = ctx.virtio.flush_drives() {
+        tracing::error!("at exit: {e}");
     }
+    let reason = reason?;
+    let kvm_stats = std::mem::take(&mut *ctx.kvm_stats.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(Outcome {
+        reason,
+        timings: timings(&ctx),
+        kvm_stats,
+    })
 }
 
 fn timings(ctx: &Context) -> BootTimes {
@@ -358,6 +365,10 @@ fn handle(ctx: &Context, req: Request) -> Response {
         Request::DriveUpdate { id, path } => ctx
             .virtio
             .drive_update(&id, &path)
+            .map_or_else(|e| Response::error(e.to_string()), |_| Response::ok()),
+        Request::Flush => ctx
+            .virtio
+            .flush_drives()
             .map_or_else(|e| Response::error(e.to_string()), |_| Response::ok()),
         Request::Counters => Response {
             counters: Some(ctx.virtio.counters()),

@@ -12,11 +12,11 @@ use devices::virtio::net::{self, Net, Tap};
 use devices::virtio::rng::Rng;
 use devices::virtio::{Counters, EventFdInterrupt, VirtioDevice};
 use event_manager::MutEventSubscriber;
-use images::{Format, OpenOptions};
+use images::{BlockBackend, Format, OpenOptions};
 use kvm_ioctls::{IoEventAddress, VmFd};
 use std::collections::BTreeMap;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vm_memory::GuestMemoryMmap;
@@ -92,6 +92,9 @@ pub enum VirtioError {
     /// A balloon target above the guest's memory.
     #[error("balloon target {target} MiB exceeds the guest's {memory} MiB")]
     BalloonTarget { target: u64, memory: u64 },
+    /// `flush` failed on some drives (each named with its error; the others were flushed).
+    #[error("flush failed: {}", .0.join("; "))]
+    Flush(Vec<String>),
 }
 
 type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
@@ -106,10 +109,19 @@ struct Slot {
     counters: Arc<Counters>,
 }
 
+/// One drive: its config, its device, and the back end the device serves now (the device
+/// does not hand it out; `flush` needs it).
+struct Drive {
+    cfg: DriveConfig,
+    blk: Arc<Mutex<Block>>,
+    /// The image file and its back end.
+    backend: Mutex<(PathBuf, Arc<dyn BlockBackend>)>,
+}
+
 /// Every virtio device of the VM.
 pub struct VirtioDevices {
     slots: Vec<Slot>,
-    drives: Vec<(DriveConfig, Arc<Mutex<Block>>)>,
+    drives: Vec<Drive>,
     balloon: Option<Arc<Mutex<Balloon>>>,
     memory_mib: u64,
 }
@@ -123,7 +135,7 @@ pub fn open_drive(
     path: &Path,
     format: Option<DriveFormat>,
     read_only: bool,
-) -> Result<Arc<dyn images::BlockBackend>, images::OpenError> {
+) -> Result<Arc<dyn BlockBackend>, images::OpenError> {
     let mut opts = OpenOptions::new().read_only(read_only);
     // The config's author (the compute agent) is trusted with paths; a guest cannot write a
     // qcow2 header (it sees only the virtual disk), so backing files are followed anywhere.
@@ -180,13 +192,17 @@ impl VirtioDevices {
                 read_only: d.read_only,
                 ..BlockConfig::default()
             };
-            let blk = Arc::new(Mutex::new(Block::new(backend, config).map_err(
+            let blk = Arc::new(Mutex::new(Block::new(backend.clone(), config).map_err(
                 |source| VirtioError::Block {
                     id: d.id.clone(),
                     source,
                 },
             )?));
-            this.drives.push((d.clone(), blk.clone()));
+            this.drives.push(Drive {
+                cfg: d.clone(),
+                blk: blk.clone(),
+                backend: Mutex::new((d.path.clone(), backend)),
+            });
             this.push(&d.id, "blk", blk)?;
         }
         for n in &cfg.nets {
@@ -383,18 +399,45 @@ impl VirtioDevices {
     /// `drive_update`: opens `path` (format probed, the drive's read-only flag kept) and swaps
     /// it in behind drive `id`.
     pub fn drive_update(&self, id: &str, path: &Path) -> Result<(), VirtioError> {
-        let (cfg, blk) = self
+        let drive = self
             .drives
             .iter()
-            .find(|(c, _)| c.id == id)
+            .find(|d| d.cfg.id == id)
             .ok_or_else(|| VirtioError::NoSuchDevice(format!("no drive {id:?}")))?;
         let backend =
-            open_drive(path, None, cfg.read_only).map_err(|source| VirtioError::Disk {
+            open_drive(path, None, drive.cfg.read_only).map_err(|source| VirtioError::Disk {
                 id: id.to_owned(),
                 source,
             })?;
-        lock(blk).set_backend(backend);
+        // Device lock first, then ours (as in `flush_drives`): the two never disagree.
+        let mut blk = lock(&drive.blk);
+        blk.set_backend(backend.clone());
+        *lock(&drive.backend) = (path.to_owned(), backend);
         Ok(())
+    }
+
+    /// `flush`: makes every writable drive durable (data and the format's cached metadata).
+    /// Each drive's device lock is held meanwhile, so a request batch the event thread is
+    /// serving finishes first and none starts until the flush is done. Every drive is tried;
+    /// the failures are reported together, each naming its drive.
+    pub fn flush_drives(&self) -> Result<(), VirtioError> {
+        let mut failed = Vec::new();
+        for d in &self.drives {
+            let _serving = lock(&d.blk);
+            let (path, backend) = lock(&d.backend).clone();
+            if backend.read_only() {
+                continue;
+            }
+            if let Err(e) = backend.flush() {
+                tracing::warn!(drive = %d.cfg.id, "flush: {e}");
+                failed.push(format!("drive {} ({}): {e}", d.cfg.id, path.display()));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(VirtioError::Flush(failed))
+        }
     }
 }
 
@@ -473,6 +516,7 @@ mod tests {
             .set_len(2 << 20)
             .unwrap();
         v.drive_update("root", &other).unwrap();
+        v.flush_drives().unwrap();
     }
 
     #[test]

@@ -14,6 +14,9 @@ use vmm::control::Request;
 const KILL_WAIT: Duration = Duration::from_secs(2);
 /// How long to wait for the reaper thread to record an exit.
 const REAPER_WAIT: Duration = Duration::from_millis(500);
+/// How long the VMM may take to flush its drives for a snapshot (fdatasync of what the guest
+/// wrote since its last flush).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Agent {
     fn record(&self, id: Uuid) -> Result<(InstanceDir, InstanceRecord), DriverError> {
@@ -213,25 +216,51 @@ impl Agent {
                 reason: "the instance has no root disk to snapshot".to_owned(),
             });
         };
-        // The guest must not write while the disk is copied.
-        let pause = self.observe_dir(id, &dir)?.power == PowerState::Running;
-        if pause {
-            ctl::command(&dir.control_socket(), Request::Pause).map_err(|e| ctl_err(id, e))?;
-        }
-        let copied = images::convert::convert(
-            &disk,
-            &self.cache.overlay_open_options(),
-            dest,
-            images::Format::Qcow2,
-            &Default::default(),
+        // The guest must not write while the disk is copied, and what it wrote must be on the
+        // file: the VMM's qcow2 layer keeps metadata (L2, refcounts) in memory until a flush,
+        // so a live VMM (running, paused or suspended) is asked to flush its drives first.
+        let power = self.observe_dir(id, &dir)?.power;
+        let live = matches!(
+            power,
+            PowerState::Running | PowerState::Paused | PowerState::Suspended
         );
+        let pause = power == PowerState::Running;
+        let sock = dir.control_socket();
         if pause {
-            ctl::command(&dir.control_socket(), Request::Resume).map_err(|e| ctl_err(id, e))?;
+            ctl::command(&sock, Request::Pause).map_err(|e| ctl_err(id, e))?;
         }
-        copied.map(drop).map_err(|e| DriverError::Prepare {
-            id,
-            reason: format!("snapshot of {} to {}: {e}", disk.display(), dest.display()),
-        })
+        let copied = (|| {
+            if live {
+                ctl::call(&sock, &Request::Flush, FLUSH_TIMEOUT).map_err(|e| {
+                    DriverError::Prepare {
+                        id,
+                        reason: format!(
+                            "snapshot of {}: the VMM could not flush its drives, nothing \
+                             was copied: {e}",
+                            disk.display()
+                        ),
+                    }
+                })?;
+            }
+            images::convert::convert(
+                &disk,
+                &self.cache.overlay_open_options(),
+                dest,
+                images::Format::Qcow2,
+                &Default::default(),
+            )
+            .map(drop)
+            .map_err(|e| DriverError::Prepare {
+                id,
+                reason: format!("snapshot of {} to {}: {e}", disk.display(), dest.display()),
+            })
+        })();
+        if pause && let Err(e) = ctl::command(&sock, Request::Resume) {
+            // The snapshot's own failure says more; a resume failure alone is the error.
+            tracing::warn!(%id, "resume after snapshot: {e}");
+            return copied.and(Err(ctl_err(id, e)));
+        }
+        copied
     }
 
     pub(super) fn destroy_locked(&self, id: Uuid) -> Result<(), DriverError> {
