@@ -50,6 +50,57 @@ fn exit_statuses() {
 }
 
 #[test]
+fn exit_status_file_matches_the_exit_status() {
+    if !kvm_available("exit_status_file_matches_the_exit_status") {
+        return;
+    }
+    use vmm::exit_status::{ExitReason, ExitStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exit.json");
+    let f = file.to_str().unwrap();
+    for (cmdline, extra, reason) in [
+        ("poweroff", &[][..], ExitReason::PowerOff),
+        ("reset", &["--on-reset", "exit"][..], ExitReason::Reset),
+        ("triplefault", &[][..], ExitReason::TripleFault),
+        ("panic", &[][..], ExitReason::GuestPanic),
+    ] {
+        let mut args = vec!["--exit-status-file", f];
+        args.extend_from_slice(extra);
+        let status = status_of(cmdline, &args);
+        let written = ExitStatus::read(&file)
+            .unwrap()
+            .expect("the file is written");
+        assert_eq!(
+            (Some(written.status), written.reason),
+            (status, reason),
+            "{cmdline}"
+        );
+        assert_eq!(written.error, None);
+    }
+    // A VMM error after the config was read (an unreadable kernel): status 1 with the error.
+    let (status, _) = vmm_support::run_to_end(
+        &["--kernel", "/nonexistent/vmlinux", "--exit-status-file", f],
+        T,
+    );
+    let written = ExitStatus::read(&file).unwrap().unwrap();
+    assert_eq!((status.code(), written.status), (Some(1), 1));
+    assert_eq!(written.reason, ExitReason::VmmError);
+    assert!(written.error.unwrap().contains("/nonexistent/vmlinux"));
+    // `kill -9`: no file.
+    std::fs::remove_file(&file).unwrap();
+    let mut vm = Vmm::tiny(&["--exit-status-file", f]);
+    vm.wait_prefix(MARKER);
+    vmm_support::kill9(vm.pid());
+    assert_eq!(vm.wait_exit(T).code(), None);
+    assert!(!file.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no temp file"
+    );
+}
+
+#[test]
 fn reset_restarts_the_guest_by_default() {
     if !kvm_available("reset_restarts_the_guest_by_default") {
         return;

@@ -228,6 +228,12 @@ pub fn run_to_end(args: &[&str], timeout: Duration) -> (ExitStatus, String) {
     (status, v.stderr_text())
 }
 
+/// SIGKILL to `pid`.
+pub fn kill9(pid: u32) {
+    // SAFETY: kill only sends a signal.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
 /// Sends one control request and returns the response.
 pub fn control(path: &Path, req: vmm::control::Request) -> vmm::control::Response {
     vmm::control::send(path, &req).expect("control socket request")

@@ -2,6 +2,7 @@
 //! override. Errors are one line on stderr and exit status 1.
 
 use crate::config::{BalloonConfig, DriveConfig, NetConfig, OnReset, SerialConfig, VmConfig};
+use crate::exit_status::{ExitReason, ExitStatus};
 use crate::machine;
 use crate::state::StopReason;
 use clap::Parser;
@@ -40,6 +41,9 @@ struct Args {
     /// What a guest reset does [default: restart].
     #[arg(long, value_enum)]
     on_reset: Option<OnReset>,
+    /// Write the exit status and its reason to this file (JSON, atomically) before exiting.
+    #[arg(long, value_name = "PATH")]
+    exit_status_file: Option<PathBuf>,
     /// No ACPI tables: the MP table alone describes the vCPUs.
     #[arg(long)]
     no_acpi: bool,
@@ -97,6 +101,9 @@ fn config(args: Args) -> Result<VmConfig, crate::config::ConfigError> {
     }
     if let Some(r) = args.on_reset {
         cfg.on_reset = r;
+    }
+    if args.exit_status_file.is_some() {
+        cfg.exit_status_file = args.exit_status_file;
     }
     if args.no_acpi {
         cfg.acpi = false;
@@ -174,8 +181,9 @@ pub fn main() -> i32 {
             return 1;
         }
     };
+    let exit_file = cfg.exit_status_file.clone();
     let result = machine::run(cfg, start);
-    match result {
+    let status = match result {
         Ok(outcome) => {
             if timings {
                 let kvm = outcome
@@ -193,17 +201,30 @@ pub fn main() -> i32 {
                     eprintln!("virga-vmm: timings {json}");
                 }
             }
-            if let StopReason::Error(e) = &outcome.reason {
-                eprintln!("virga-vmm: error: {e}");
-            }
+            let error = match &outcome.reason {
+                StopReason::Error(e) => {
+                    eprintln!("virga-vmm: error: {e}");
+                    Some(e.clone())
+                }
+                _ => None,
+            };
             tracing::info!(reason = ?outcome.reason, "guest stopped");
-            outcome.reason.exit_code()
+            ExitStatus::new(ExitReason::from(&outcome.reason), error)
         }
         Err(e) => {
             eprintln!("virga-vmm: error: {e}");
-            1
+            ExitStatus::new(ExitReason::VmmError, Some(e.to_string()))
         }
+    };
+    if let Some(path) = exit_file
+        && let Err(e) = status.write(&path)
+    {
+        eprintln!(
+            "virga-vmm: error: writing the exit status file {}: {e}",
+            path.display()
+        );
     }
+    status.status
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod control;
 pub mod cpuid;
 mod device_manager;
 mod event_loop;
+pub mod exit_status;
 pub mod layout;
 mod logging;
 pub mod machine;

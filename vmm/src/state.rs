@@ -40,13 +40,7 @@ pub enum StopReason {
 impl StopReason {
     /// The process exit status (ARCHITECTURE.md).
     pub fn exit_code(&self) -> i32 {
-        match self {
-            StopReason::PowerOff | StopReason::Killed => 0,
-            StopReason::Error(_) => 1,
-            StopReason::Reset => 2,
-            StopReason::TripleFault => 3,
-            StopReason::Panic => 4,
-        }
+        crate::exit_status::ExitReason::from(self).status()
     }
 }
 

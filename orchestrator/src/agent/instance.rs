@@ -55,6 +55,11 @@ impl InstanceDir {
     pub fn exit_file(&self) -> PathBuf {
         self.root.join("exit.json")
     }
+    /// The exit status and reason the VMM writes just before it exits (its
+    /// `exit_status_file`): how the end of a VMM this agent cannot wait for is known.
+    pub fn vmm_exit_file(&self) -> PathBuf {
+        self.root.join("vmm-exit.json")
+    }
     /// The config drive image (ISO 9660, label `config-2`).
     pub fn config_drive(&self) -> PathBuf {
         self.root.join("config-drive.iso")
@@ -119,14 +124,7 @@ impl ExitRecord {
     pub fn describe(&self) -> String {
         match (self.code, self.signal) {
             (Some(code), _) => {
-                let meaning = match code {
-                    0 => "guest powered off",
-                    1 => "VMM error",
-                    2 => "guest reset",
-                    3 => "triple fault",
-                    4 => "guest panic",
-                    _ => "unknown status",
-                };
+                let meaning = vmm::exit_status::meaning(code).unwrap_or("unknown status");
                 format!("virga-vmm exited with status {code} ({meaning})")
             }
             (None, Some(sig)) => format!("virga-vmm was killed by signal {sig} ({})", signame(sig)),

@@ -56,22 +56,76 @@ impl Agent {
             Some(e) if e.clean() => off(None),
             Some(e) => off(Some(fault(&e.describe(), &stderr))),
             None => {
-                // Not this agent's child (adopted after a daemon restart), so its exit status
-                // is unknown: the VMM removes its control socket on every orderly exit and
-                // prints a line on error; a VMM killed by a signal does neither.
-                let orderly = !dir.control_socket().exists();
-                if orderly && !stderr.contains("error:") {
-                    off(None)
-                } else {
-                    let how = if orderly {
-                        "virga-vmm (adopted) ended with an error, exit status unknown"
-                    } else {
-                        "virga-vmm (adopted) ended abruptly (killed or aborted), exit status unknown"
-                    };
-                    off(Some(fault(how, &stderr)))
+                // Not this agent's child (adopted after a daemon restart): the VMM's own
+                // exit-status file says how it ended.
+                let adopted = |how: &str| off(Some(fault(how, &stderr)));
+                match adopted_exit(dir, pid.pid) {
+                    AdoptedExit::Status(e) if e.clean() => off(None),
+                    AdoptedExit::Status(e) => adopted(&format!(
+                        "{} (adopted; from its exit-status file)",
+                        e.describe()
+                    )),
+                    AdoptedExit::Missing => adopted(
+                        "virga-vmm (adopted) ended without writing its exit status: killed by \
+                         a signal or crashed (exit status unknown)",
+                    ),
+                    AdoptedExit::Unreadable(e) => adopted(&format!(
+                        "virga-vmm (adopted) ended; its exit-status file is unreadable: {e}"
+                    )),
+                    AdoptedExit::NotConfigured => legacy_guess(dir, &stderr, off),
                 }
             }
         }
+    }
+}
+
+/// How an adopted VMM ended, from its exit-status file.
+enum AdoptedExit {
+    /// It wrote its status.
+    Status(ExitRecord),
+    /// It did not: killed by a signal, or it crashed.
+    Missing,
+    /// The file is there but cannot be read or parsed.
+    Unreadable(std::io::Error),
+    /// Its config asks for no file (an instance made before the agent set one).
+    NotConfigured,
+}
+
+fn adopted_exit(dir: &InstanceDir, pid: u32) -> AdoptedExit {
+    match vmm::exit_status::ExitStatus::read(&dir.vmm_exit_file()) {
+        // A file of an earlier run would carry another pid (the agent removes it before each
+        // start anyway).
+        Ok(Some(e)) if e.pid == pid => AdoptedExit::Status(ExitRecord {
+            pid,
+            code: Some(e.status),
+            signal: None,
+        }),
+        Ok(_) => match vmm::config::VmConfig::from_file(&dir.vmm_config()) {
+            Ok(cfg) if cfg.exit_status_file.is_none() => AdoptedExit::NotConfigured,
+            _ => AdoptedExit::Missing,
+        },
+        Err(e) => AdoptedExit::Unreadable(e),
+    }
+}
+
+/// For a VMM configured without an exit-status file: its leftovers decide. It removes its
+/// control socket on every orderly exit and prints a line on error; a VMM killed by a signal
+/// does neither. A guest panic or triple fault looks like a power-off here.
+fn legacy_guess(
+    dir: &InstanceDir,
+    stderr: &str,
+    off: impl Fn(Option<String>) -> Observed,
+) -> Observed {
+    let orderly = !dir.control_socket().exists();
+    if orderly && !stderr.contains("error:") {
+        off(None)
+    } else {
+        let how = if orderly {
+            "virga-vmm (adopted) ended with an error, exit status unknown"
+        } else {
+            "virga-vmm (adopted) ended abruptly (killed or aborted), exit status unknown"
+        };
+        off(Some(fault(how, stderr)))
     }
 }
 

@@ -241,6 +241,11 @@ pub fn launch(
             Ok(())
         });
     }
+    // Before the VMM runs: it may write its own exit status at once.
+    match std::fs::remove_file(dir.vmm_exit_file()) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut child = cmd.spawn()?;
     let pid = child.id();
     let start_time = match proc_stat(pid) {

@@ -114,6 +114,7 @@ impl Agent {
             memory_mib: spec.memory_mib,
             serial: SerialConfig::File(dir.console()),
             control_socket: Some(dir.control_socket()),
+            exit_status_file: Some(dir.vmm_exit_file()),
             on_reset: OnReset::Restart,
             drives,
             ..VmConfig::new(spec.boot.kernel.clone())

@@ -76,6 +76,10 @@ pub struct VmConfig {
     /// Guest reset behaviour.
     #[serde(default)]
     pub on_reset: OnReset,
+    /// Where to write, atomically and just before exiting, the exit status and its reason
+    /// (`vmm::exit_status::ExitStatus`), for a watcher that cannot wait for this process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status_file: Option<PathBuf>,
     /// Whether to build ACPI tables (else the MP table alone describes the CPUs).
     #[serde(default = "default_acpi")]
     pub acpi: bool,
@@ -109,6 +113,7 @@ impl VmConfig {
             serial: SerialConfig::default(),
             control_socket: None,
             on_reset: OnReset::default(),
+            exit_status_file: None,
             acpi: true,
             drives: Vec::new(),
             nets: Vec::new(),
