@@ -129,6 +129,14 @@ fn root_disk_config_drive_snapshot_and_destroy() {
     assert_eq!(info["format"], "qcow2");
     assert_eq!(info["virtual-size"], 1u64 << 30, "grown to root_gb");
     assert_eq!(info["backing-filename"], base.to_str().unwrap());
+    // The VMM may follow the overlay's backing file into the cache's bases only.
+    let vmm_json = std::fs::read(host.file(a.id, "vmm.json")).unwrap();
+    let vmm_cfg: vmm::config::VmConfig = serde_json::from_slice(&vmm_json).unwrap();
+    assert_eq!(
+        vmm_cfg.drives[0].backing_dirs,
+        Some(vec![cache.bases_dir().to_owned()])
+    );
+    assert!(base.starts_with(cache.bases_dir()));
 
     // The config drive as cloud-init would find it.
     let iso = host.file(a.id, "config-drive.iso");

@@ -415,3 +415,78 @@ fn a_misbehaving_guest_driver_breaks_only_its_own_request_and_device() {
     vm.send("poweroff");
     assert_eq!(vm.wait_exit(EXIT).code(), Some(0));
 }
+
+#[test]
+fn backing_files_outside_the_trusted_directories_are_refused_at_start() {
+    if !kvm_available("backing_files_outside_the_trusted_directories_are_refused_at_start") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (bases, disks) = (dir.path().join("bases"), dir.path().join("disks"));
+    std::fs::create_dir_all(&bases).unwrap();
+    std::fs::create_dir_all(&disks).unwrap();
+    let raw = dir.path().join("base.raw");
+    sparse_file(&raw, 4);
+    write_pattern(&raw, 0, 1 << 20, 8);
+    let base = bases.join("base.qcow2");
+    let overlay = disks.join("overlay.qcow2");
+    let (base_s, overlay_s) = (base.to_str().unwrap(), overlay.to_str().unwrap());
+    qemu_img(&["convert", "-O", "qcow2", raw.to_str().unwrap(), base_s]);
+    qemu_img(&[
+        "create", "-q", "-f", "qcow2", "-b", base_s, "-F", "qcow2", overlay_s,
+    ]);
+    let canonical_base = base.canonicalize().unwrap();
+    let base_shown = canonical_base.to_str().unwrap();
+
+    // Default: only the overlay's own directory, which does not hold the base.
+    let (status, stderr) = vmm_support::run_to_end(
+        &[
+            "--kernel",
+            tiny_guest::PATH,
+            "--drive",
+            &drive("root", &overlay, ",format=qcow2"),
+        ],
+        EXIT,
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let line = stderr.lines().next().unwrap_or_default();
+    for needle in [
+        "virga-vmm: error: drive root: ",
+        overlay_s,
+        base_shown,
+        "outside the trusted backing directories",
+        disks.to_str().unwrap(),
+    ] {
+        assert!(line.contains(needle), "{needle:?} missing from {line:?}");
+    }
+    // Listed directories that do not hold it: refused too; none at all: refused.
+    for dirs in [format!("{}:/usr", disks.display()), String::new()] {
+        let (status, stderr) = vmm_support::run_to_end(
+            &[
+                "--kernel",
+                tiny_guest::PATH,
+                "--drive",
+                &drive("root", &overlay, &format!(",backing_dirs={dirs}")),
+            ],
+            EXIT,
+        );
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("drive root: ") && stderr.contains(base_shown),
+            "{stderr}"
+        );
+    }
+    // Trusting the bases directory: the guest reads the base through the overlay.
+    let mut vm = Vmm::tiny(&[
+        "--drive",
+        &drive(
+            "root",
+            &overlay,
+            &format!(",backing_dirs=/nonexistent:{}", bases.display()),
+        ),
+        "--cmdline",
+        "blkread 0 0 1048576 8; poweroff",
+    ]);
+    vm.wait_prefix("blkread: 1048576 bytes seed 8 bad sectors 0");
+    assert_eq!(vm.wait_exit(EXIT).code(), Some(0), "{}", vm.stderr_text());
+}

@@ -50,8 +50,10 @@ struct Args {
     /// At exit, print boot timestamps as one JSON line on stderr.
     #[arg(long)]
     timings: bool,
-    /// A virtio-blk drive: id=ID,path=P[,format=raw|qcow2][,ro=on][,serial=S]; repeatable,
-    /// in slot order (the first is /dev/vda). Replaces the config file's drives.
+    /// A virtio-blk drive: id=ID,path=P[,format=raw|qcow2][,ro=on][,serial=S]
+    /// [,backing_dirs=D1:D2] (where qcow2 backing files may be; default: the image's
+    /// directory); repeatable, in slot order (the first is /dev/vda). Replaces the config
+    /// file's drives.
     #[arg(long = "drive", value_name = "OPTIONS")]
     drives: Vec<DriveConfig>,
     /// A virtio-net NIC: id=ID,tap=NAME[,mac=M] (or tap_fd=N); repeatable. Replaces the config

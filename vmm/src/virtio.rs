@@ -40,6 +40,14 @@ pub enum VirtioError {
         id: String,
         source: images::OpenError,
     },
+    /// A drive's backing file lies outside its trusted directories (or is otherwise refused).
+    #[error("drive {id}: {source} (backing_dirs: {dirs})")]
+    Backing {
+        id: String,
+        source: Box<images::OpenError>,
+        /// The directories, listed.
+        dirs: String,
+    },
     /// A block device could not be built.
     #[error("drive {id}: {source}")]
     Block {
@@ -130,21 +138,50 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Opens a drive image: the configured format (or probed), qcow2 backing files followed.
+/// Opens a drive image: the configured format (or probed), qcow2 backing files followed only
+/// into `backing_dirs` (a guest cannot write a qcow2 header, it sees only the virtual disk; the
+/// limit is against a config or an image file that points somewhere it should not).
 pub fn open_drive(
     path: &Path,
     format: Option<DriveFormat>,
     read_only: bool,
+    backing_dirs: &[PathBuf],
 ) -> Result<Arc<dyn BlockBackend>, images::OpenError> {
     let mut opts = OpenOptions::new().read_only(read_only);
-    // The config's author (the compute agent) is trusted with paths; a guest cannot write a
-    // qcow2 header (it sees only the virtual disk), so backing files are followed anywhere.
-    opts = opts.trust_backing_dir("/");
+    opts.trusted_backing_dirs = backing_dirs.to_vec();
     opts.format = format.map(|f| match f {
         DriveFormat::Raw => Format::Raw,
         DriveFormat::Qcow2 => Format::Qcow2,
     });
     Ok(Arc::from(images::open_disk(path, &opts)?))
+}
+
+/// Opens `path` for drive `d` (its own image, or a `drive_update` one), naming the drive and,
+/// for a refused backing file, the directories it may be in.
+fn open(
+    d: &DriveConfig,
+    path: &Path,
+    format: Option<DriveFormat>,
+) -> Result<Arc<dyn BlockBackend>, VirtioError> {
+    let dirs = d.trusted_backing_dirs(path);
+    open_drive(path, format, d.read_only, &dirs).map_err(|source| match source {
+        images::OpenError::Backing { .. } => VirtioError::Backing {
+            id: d.id.clone(),
+            source: Box::new(source),
+            dirs: if dirs.is_empty() {
+                "none".to_owned()
+            } else {
+                dirs.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        },
+        source => VirtioError::Disk {
+            id: d.id.clone(),
+            source,
+        },
+    })
 }
 
 fn open_tap(n: &NetConfig) -> Result<Tap, VirtioError> {
@@ -182,11 +219,7 @@ impl VirtioDevices {
             memory_mib: cfg.memory_mib,
         };
         for d in &cfg.drives {
-            let backend =
-                open_drive(&d.path, d.format, d.read_only).map_err(|source| VirtioError::Disk {
-                    id: d.id.clone(),
-                    source,
-                })?;
+            let backend = open(d, &d.path, d.format)?;
             let config = BlockConfig {
                 serial: d.guest_serial(),
                 read_only: d.read_only,
@@ -404,11 +437,7 @@ impl VirtioDevices {
             .iter()
             .find(|d| d.cfg.id == id)
             .ok_or_else(|| VirtioError::NoSuchDevice(format!("no drive {id:?}")))?;
-        let backend =
-            open_drive(path, None, drive.cfg.read_only).map_err(|source| VirtioError::Disk {
-                id: id.to_owned(),
-                source,
-            })?;
+        let backend = open(&drive.cfg, path, None)?;
         // Device lock first, then ours (as in `flush_drives`): the two never disagree.
         let mut blk = lock(&drive.blk);
         blk.set_backend(backend.clone());
@@ -460,6 +489,7 @@ mod tests {
             format: None,
             read_only: false,
             serial: None,
+            backing_dirs: None,
         }];
         c.balloon = Some(BalloonOpts::default());
         c.rng = true;

@@ -92,6 +92,8 @@ impl Agent {
                 format: Some(DriveFormat::Qcow2),
                 read_only: false,
                 serial: None,
+                // The overlay's backing file is a base in the cache, never anywhere else.
+                backing_dirs: Some(vec![self.cache.bases_dir().to_owned()]),
             });
         }
         if self.cfg.config_drive {
@@ -101,6 +103,8 @@ impl Agent {
                 format: Some(DriveFormat::Raw),
                 read_only: true,
                 serial: Some(configdrive::LABEL.into()),
+                // Raw: never interpreted, so no backing file in any case.
+                backing_dirs: Some(Vec::new()),
             });
         }
         let cfg = VmConfig {

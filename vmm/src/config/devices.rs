@@ -2,7 +2,7 @@
 //! part of `VmConfig`; their flag forms (`--drive id=root,path=/x,...`) are parsed here.
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Longest virtio-blk serial (the GET_ID answer is 20 bytes).
@@ -32,6 +32,9 @@ pub enum DeviceConfigError {
     /// A drive whose path is empty.
     #[error("drive {0}: empty path")]
     EmptyPath(String),
+    /// An empty entry in a drive's `backing_dirs`.
+    #[error("drive {0}: empty backing directory")]
+    EmptyBackingDir(String),
     /// One tap fd given to two NICs.
     #[error("tap_fd {0} is given to two NICs")]
     DuplicateTapFd(i32),
@@ -76,6 +79,10 @@ pub struct DriveConfig {
     /// GET_ID answer (at most 20 bytes); absent: the id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
+    /// Directories a qcow2 backing file (and each file further down its chain) must lie in;
+    /// absent: the directory holding `path`; empty: no backing file at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing_dirs: Option<Vec<PathBuf>>,
 }
 
 /// One virtio-net NIC over a tap.
@@ -138,10 +145,11 @@ fn on_off(flag: &'static str, s: &str, key: &str, v: &str) -> Result<bool, Devic
 
 impl FromStr for DriveConfig {
     type Err = DeviceConfigError;
-    /// `id=ID,path=P[,format=raw|qcow2][,ro=on][,serial=S]`.
+    /// `id=ID,path=P[,format=raw|qcow2][,ro=on][,serial=S][,backing_dirs=D1:D2]`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (mut id, mut path, mut format, mut read_only, mut serial) =
             (None, None, None, false, None);
+        let mut backing_dirs = None;
         for (k, v) in pairs("drive", s)? {
             match k.as_str() {
                 "id" => id = Some(v),
@@ -161,6 +169,14 @@ impl FromStr for DriveConfig {
                 }
                 "ro" | "read_only" => read_only = on_off("drive", s, &k, &v)?,
                 "serial" => serial = Some(v),
+                // `:`-separated, as PATH; an empty value allows no backing file.
+                "backing_dirs" => {
+                    backing_dirs = Some(if v.is_empty() {
+                        Vec::new()
+                    } else {
+                        v.split(':').map(PathBuf::from).collect()
+                    })
+                }
                 _ => return Err(flag_err("drive", s, format!("unknown key {k:?}"))),
             }
         }
@@ -170,6 +186,7 @@ impl FromStr for DriveConfig {
             format,
             read_only,
             serial,
+            backing_dirs,
         })
     }
 }
@@ -219,6 +236,21 @@ impl FromStr for BalloonConfig {
 }
 
 impl DriveConfig {
+    /// The directories backing files of `image` (this drive's image, or one `drive_update`
+    /// puts behind it) may be in: `backing_dirs`, else the directory holding `image`.
+    pub fn trusted_backing_dirs(&self, image: &Path) -> Vec<PathBuf> {
+        match &self.backing_dirs {
+            Some(dirs) => dirs.clone(),
+            None => vec![
+                image
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_owned(),
+            ],
+        }
+    }
+
     /// The serial the guest reads: the configured one, else the id cut to 20 bytes.
     pub fn guest_serial(&self) -> String {
         match &self.serial {
@@ -278,6 +310,13 @@ pub fn validate(
         if d.path.as_os_str().is_empty() {
             return Err(DeviceConfigError::EmptyPath(d.id.clone()));
         }
+        if d.backing_dirs
+            .iter()
+            .flatten()
+            .any(|p| p.as_os_str().is_empty())
+        {
+            return Err(DeviceConfigError::EmptyBackingDir(d.id.clone()));
+        }
         if d.serial.as_ref().is_some_and(|s| s.len() > MAX_SERIAL_LEN) {
             return Err(DeviceConfigError::SerialTooLong {
                 id: d.id.clone(),
@@ -324,7 +363,28 @@ mod tests {
                 format: Some(DriveFormat::Qcow2),
                 read_only: true,
                 serial: Some("abc".into()),
+                backing_dirs: None,
             }
+        );
+        assert_eq!(
+            d.trusted_backing_dirs(&d.path),
+            vec![PathBuf::from("/x")],
+            "default: the image's directory"
+        );
+        let d: DriveConfig = "id=d,path=d.qcow2,backing_dirs=/a:/b/c".parse().unwrap();
+        assert_eq!(d.backing_dirs, Some(vec!["/a".into(), "/b/c".into()]));
+        assert_eq!(d.trusted_backing_dirs(&d.path), d.backing_dirs.unwrap());
+        let d: DriveConfig = "id=d,path=d.qcow2,backing_dirs=".parse().unwrap();
+        assert_eq!(d.trusted_backing_dirs(&d.path), Vec::<PathBuf>::new());
+        let d: DriveConfig = "id=d,path=d.qcow2".parse().unwrap();
+        assert_eq!(d.trusted_backing_dirs(&d.path), vec![PathBuf::from(".")]);
+        assert_eq!(
+            validate(
+                &["id=d,path=/p,backing_dirs=/a::/b".parse().unwrap()],
+                &[],
+                0
+            ),
+            Err(DeviceConfigError::EmptyBackingDir("d".into()))
         );
         let d: DriveConfig = "id=d,path=/p,ro".parse().unwrap();
         assert!(d.read_only && d.format.is_none());
@@ -365,6 +425,7 @@ mod tests {
             format: None,
             read_only: false,
             serial: None,
+            backing_dirs: None,
         };
         let n = |id: &str, tap: Option<&str>, fd: Option<i32>, mac: Option<&str>| NetConfig {
             id: id.into(),
