@@ -110,7 +110,12 @@ fn linux_finds_virtio_devices_through_acpi_and_mounts_root_from_virtio_blk() {
     };
     let nic = format!("id=net0,tap=vtap0,mac={GUEST_MAC}");
     let kernel = dir.join("vmlinux").display().to_string();
-    let root = format!("id=root,path={},format=qcow2", overlay.display());
+    // The base lives in the artifact cache, not beside the overlay: trust its directory.
+    let root = format!(
+        "id=root,path={},format=qcow2,backing_dirs={}",
+        overlay.display(),
+        base.parent().unwrap().display()
+    );
     let ext4 = format!(
         "id=ext4,path={},format=raw,ro=on",
         dir.join("rootfs.ext4").display()
