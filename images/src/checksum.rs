@@ -1,4 +1,10 @@
 //! Streaming md5 and sha512, as the image service reports both (`checksum`, `os_hash_value`).
+//! [`Hasher`] computes both on the caller's thread; [`ParallelHasher`] gives each digest its own
+//! thread (uploads are CPU-bound on hashing otherwise).
+
+mod parallel;
+
+pub use parallel::{HashError, ParallelHasher};
 
 use md5::{Digest, Md5};
 use sha2::Sha512;

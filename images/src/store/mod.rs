@@ -6,7 +6,7 @@ mod format;
 
 pub use format::{DiskFormat, UnknownDiskFormat, Verified, VerifyError, verify};
 
-use crate::checksum::Hasher;
+use crate::checksum::{HashError, ParallelHasher};
 use crate::create::sync_parent;
 use std::fs::File;
 use std::io::{self, Write};
@@ -47,6 +47,9 @@ pub enum StoreError {
     /// Data for that id is already published.
     #[error("image {0:?} already has data")]
     Exists(String),
+    /// Hashing the upload failed (a hashing thread could not start or died).
+    #[error("hashing the upload: {0}")]
+    Hashing(#[from] HashError),
     /// File system failure.
     #[error("{what}: {source}")]
     Io {
@@ -131,6 +134,8 @@ impl ImageStore {
         if target.exists() {
             return Err(StoreError::Exists(id.to_owned()));
         }
+        // Before the file exists, so that a failure here leaves nothing to clean.
+        let hasher = ParallelHasher::new()?;
         let seq = UPLOAD_SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = self
             .tmp
@@ -147,7 +152,7 @@ impl ImageStore {
             tmp,
             target,
             limit: self.max_image_bytes,
-            hasher: Hasher::new(),
+            hasher,
             done: false,
         })
     }
@@ -248,12 +253,12 @@ pub struct Upload {
     tmp: PathBuf,
     target: PathBuf,
     limit: u64,
-    hasher: Hasher,
+    hasher: ParallelHasher,
     done: bool,
 }
 
 impl Upload {
-    /// Appends the next chunk, hashing it on the way.
+    /// Appends the next chunk, hashing it on the way (md5 and sha512 on their own threads).
     pub fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
         if self.hasher.size().saturating_add(chunk.len() as u64) > self.limit {
             return Err(StoreError::TooLarge { limit: self.limit });
@@ -261,7 +266,7 @@ impl Upload {
         self.file
             .write_all(chunk)
             .map_err(io_err(format!("writing {}", self.tmp.display())))?;
-        self.hasher.update(chunk);
+        self.hasher.update(chunk)?;
         Ok(())
     }
 
@@ -281,6 +286,9 @@ impl Upload {
         self.file
             .sync_all()
             .map_err(io_err(format!("syncing {}", self.tmp.display())))?;
+        // Blocks already handed over were hashed while the file synced; the digests must be
+        // in hand before the data is published.
+        let digests = self.hasher.finish()?;
         // A hard link publishes the complete file in one step and, unlike rename, fails
         // instead of replacing data another upload published meanwhile.
         std::fs::hard_link(&self.tmp, &self.target).map_err(|e| match e.kind() {
@@ -293,7 +301,6 @@ impl Upload {
         sync_parent(&self.target).map_err(io_err("syncing the image directory"))?;
         self.done = true;
         let _ = std::fs::remove_file(&self.tmp);
-        let digests = std::mem::take(&mut self.hasher).finish();
         tracing::info!(id = %self.id, size = digests.size, format = %claimed, "image stored");
         Ok(StoredImage {
             size: digests.size,

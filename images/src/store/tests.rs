@@ -174,3 +174,67 @@ fn racing_uploads_publish_once() {
     assert_eq!(std::fs::read(s.path("same").unwrap()).unwrap(), b"first");
     assert_eq!(tmp_files(dir.path()), 0);
 }
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 13 % 253) as u8).collect()
+}
+
+#[test]
+fn a_multi_block_upload_has_the_single_thread_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let data = pattern((3 << 20) + 1);
+    let stored = upload(&s, "multi", &data, DiskFormat::Raw).unwrap();
+    let mut reference = crate::checksum::Hasher::new();
+    reference.update(&data);
+    let want = reference.finish();
+    assert_eq!(
+        (stored.size, &stored.md5, &stored.sha512),
+        (want.size, &want.md5, &want.sha512)
+    );
+    assert_eq!(std::fs::read(s.path("multi").unwrap()).unwrap(), data);
+}
+
+#[test]
+fn an_oversized_upload_stops_at_the_limit_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = (3 << 20) + 5;
+    let s = ImageStore::open(dir.path(), limit).unwrap();
+    let mut up = s.begin_upload("huge").unwrap();
+    let probe = up.hasher.threads_probe();
+    let chunk = vec![9u8; 65536];
+    let err = (0..64).try_for_each(|_| up.write(&chunk)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooLarge { limit: l } if l == limit),
+        "{err}"
+    );
+    assert!(up.len() <= limit);
+    assert!(up.len() + chunk.len() as u64 > limit);
+    drop(up);
+    assert!(s.path("huge").is_none());
+    assert_eq!(tmp_files(dir.path()), 0);
+    assert!(
+        probe.upgrade().is_none(),
+        "hashing threads outlived the upload"
+    );
+}
+
+#[test]
+fn dropping_an_upload_half_way_leaves_no_file_and_no_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let mut up = s.begin_upload("half").unwrap();
+    let probe = up.hasher.threads_probe();
+    for c in pattern(5 << 20).chunks(100_000) {
+        up.write(c).unwrap();
+    }
+    assert_eq!(tmp_files(dir.path()), 1);
+    assert!(probe.upgrade().is_some());
+    drop(up);
+    assert_eq!(tmp_files(dir.path()), 0);
+    assert!(s.path("half").is_none());
+    assert!(
+        probe.upgrade().is_none(),
+        "hashing threads outlived the upload"
+    );
+}
