@@ -121,6 +121,10 @@ impl Agent {
             exit_status_file: Some(dir.vmm_exit_file()),
             on_reset: OnReset::Restart,
             drives,
+            // ACPI (on, the default) describes the devices in the DSDT, as Cloud Hypervisor
+            // does; announcing them on the command line too makes Linux register each twice
+            // (the second probe fails with EBUSY). Our tiny guest probes the slots itself.
+            virtio_cmdline: false,
             ..VmConfig::new(spec.boot.kernel.clone())
         };
         let json = serde_json::to_vec_pretty(&cfg).map_err(|e| format!("VMM config: {e}"))?;
