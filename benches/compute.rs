@@ -8,8 +8,8 @@ mod cloud_support;
 
 use std::time::{Duration, Instant};
 
-use cloud_support::compute::{COMPUTE_TOML, VmmReaper, kvm_available, vmm_pids_with};
-use cloud_support::{Api, Cloud, Options};
+use cloud_support::compute::{kvm_available, vmm_pids_with};
+use cloud_support::{Api, Cloud};
 use reqwest::Method;
 use serde_json::json;
 
@@ -80,12 +80,7 @@ async fn main() {
     if !kvm_available("bench compute") {
         return;
     }
-    let cloud = Cloud::start_with(Options {
-        services: "identity,image,compute",
-        extra_toml: COMPUTE_TOML.into(),
-        share: None,
-    });
-    let _reaper = VmmReaper(cloud.data_dir());
+    let (cloud, _reaper) = Cloud::start_compute();
     let api = cloud.api();
     let token = api.admin_token().await;
     let project = {

@@ -7,20 +7,10 @@ mod cloud_support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use cloud_support::compute::{COMPUTE_TOML, VmmReaper, alive, kvm_available, vmm_pids_with};
-use cloud_support::{Api, Cloud, Options};
+use cloud_support::compute::{alive, kvm_available, vmm_pids_with};
+use cloud_support::{Api, Cloud};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn cloud() -> (Cloud, VmmReaper) {
-    let c = Cloud::start_with(Options {
-        services: "identity,image,compute",
-        extra_toml: COMPUTE_TOML.into(),
-        share: None,
-    });
-    let reaper = VmmReaper(c.data_dir());
-    (c, reaper)
-}
 
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object().expect("an object").keys().cloned().collect()
@@ -77,7 +67,7 @@ const FLAVOR_KEYS: [&str; 11] = [
 
 #[tokio::test]
 async fn versions_microversions_and_errors() {
-    let (c, _r) = cloud();
+    let (c, _r) = Cloud::start_compute();
     let api = c.api();
     let admin = api.admin_token().await;
     let a = api
@@ -199,7 +189,7 @@ async fn versions_microversions_and_errors() {
 
 #[tokio::test]
 async fn flavors_keypairs_quotas_hosts() {
-    let (c, _r) = cloud();
+    let (c, _r) = Cloud::start_compute();
     let api = c.api();
     let admin = api.admin_token().await;
     let (pid, _uid, user) = api.make_user(&admin, "alice", &["member"]).await;
@@ -627,7 +617,7 @@ async fn server_lifecycle_on_real_guests() {
     if !kvm_available("server_lifecycle_on_real_guests") {
         return;
     }
-    let (c, _r) = cloud();
+    let (c, _r) = Cloud::start_compute();
     let api = c.api();
     let admin = api.admin_token().await;
     let (_pid, _uid, user) = api.make_user(&admin, "bob", &["member"]).await;
@@ -876,7 +866,7 @@ async fn restart_adopts_guests_and_sync_notices_a_dead_vmm() {
     if !kvm_available("restart_adopts_guests_and_sync_notices_a_dead_vmm") {
         return;
     }
-    let (mut c, _r) = cloud();
+    let (mut c, _r) = Cloud::start_compute();
     let api = c.api();
     let admin = api.admin_token().await;
     let dir = tempfile::tempdir().expect("tempdir");

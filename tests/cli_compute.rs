@@ -7,8 +7,8 @@
 mod cloud_support;
 
 use cloud_support::cli::{Client, openstack_or_skip};
-use cloud_support::compute::{COMPUTE_TOML, VmmReaper, kvm_available, vmm_pids_with};
-use cloud_support::{Cloud, Options, make_qcow2};
+use cloud_support::compute::{kvm_available, vmm_pids_with};
+use cloud_support::{Cloud, make_qcow2};
 use serde_json::Value;
 
 fn id_of(v: &Value) -> String {
@@ -23,12 +23,7 @@ async fn openstack_cli_drives_compute() {
     if !kvm_available("openstack_cli_drives_compute") {
         return;
     }
-    let cloud = Cloud::start_with(Options {
-        services: "identity,image,compute",
-        extra_toml: COMPUTE_TOML.into(),
-        share: None,
-    });
-    let _reaper = VmmReaper(cloud.data_dir());
+    let (cloud, _reaper) = Cloud::start_compute();
     let home = cloud.dir.path().join("home");
     std::fs::create_dir_all(&home).expect("home");
     let os = Client {

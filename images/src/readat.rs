@@ -15,24 +15,37 @@ pub trait ReadAt {
         Ok(self.len()? == 0)
     }
 
-    /// Fills all of `buf` from `offset`, or fails with `UnexpectedEof`.
-    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.read_at(buf, offset) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("short read at offset {offset}"),
-                    ));
-                }
-                Ok(n) => {
-                    buf = &mut buf[n..];
-                    offset += n as u64;
-                }
+    /// Reads into `buf` from `offset` until it is full or the source ends; returns how many
+    /// bytes were read.
+    fn read_until_end_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        Ok(done)
+    }
+
+    /// Fills all of `buf` from `offset`, or fails with `UnexpectedEof`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let n = self.read_until_end_at(buf, offset)?;
+        if n < buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("short read at offset {}", offset + n as u64),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fills all of `buf` from `offset`; bytes past the end of the source read as zeroes.
+    fn read_zero_padded_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let n = self.read_until_end_at(buf, offset)?;
+        buf[n..].fill(0);
         Ok(())
     }
 }
@@ -91,5 +104,11 @@ mod tests {
         assert_eq!(data[..].read_at(&mut buf, 9).unwrap(), 0);
         let err = data[..].read_exact_at(&mut buf, 2).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("offset 4"), "{err}");
+        let mut buf = [9u8; 4];
+        data[..].read_zero_padded_at(&mut buf, 1).unwrap();
+        assert_eq!(buf, [2, 3, 4, 0]);
+        data[..].read_zero_padded_at(&mut buf, 9).unwrap();
+        assert_eq!(buf, [0; 4]);
     }
 }

@@ -177,6 +177,18 @@ impl Api {
 }
 
 impl Cloud {
+    /// A cloud with identity, image and compute, and a reaper for the VMMs it starts (declare
+    /// the pair in this order so the reaper runs before virgad stops).
+    pub fn start_compute() -> (Cloud, VmmReaper) {
+        let cloud = Cloud::start_with(super::Options {
+            services: "identity,image,compute",
+            extra_toml: COMPUTE_TOML.into(),
+            share: None,
+        });
+        let reaper = VmmReaper(cloud.data_dir());
+        (cloud, reaper)
+    }
+
     /// The instance directory of a server.
     pub fn instance_dir(&self, id: &str) -> PathBuf {
         self.data_dir().join("instances").join(id)

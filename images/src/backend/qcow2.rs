@@ -11,6 +11,7 @@ use super::{
 };
 use crate::probe::Format;
 use crate::qcow2::validate;
+use crate::readat::ReadAt;
 use imago::file::File as ImagoFile;
 use imago::qcow2::Qcow2;
 use imago::raw::Raw;
@@ -160,8 +161,9 @@ impl BlockBackend for Qcow2Backend {
             let (target, n) = self.locate(&access, at, rest.len() as u64)?;
             let piece = &mut rest[..n as usize];
             match target {
+                // Past the end of the file reads as zeroes, as imago reads it.
                 Some(Target::Data { file, host, .. }) => {
-                    read_full(&self.files[file].1, piece, host)?
+                    self.files[file].1.read_zero_padded_at(piece, host)?
                 }
                 Some(Target::Zero) => piece.fill(0),
                 None => access.read(&mut *piece, at)?,
@@ -347,27 +349,6 @@ fn open_backing(
             Ok(FormatAccess::new(raw))
         }
     }
-}
-
-/// Fills `buf` from `file` at `offset`; bytes past the end of the file read as zeroes, as
-/// imago reads them.
-fn read_full(file: &File, buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset) {
-            Ok(0) => {
-                buf[done..].fill(0);
-                break;
-            }
-            Ok(n) => {
-                done += n;
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Resolves a backing file name (relative names are relative to the image's directory, as

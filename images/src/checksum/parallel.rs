@@ -48,16 +48,7 @@ trait Digester: Send + 'static {
     fn hex(self) -> String;
 }
 
-impl Digester for Md5 {
-    fn feed(&mut self, data: &[u8]) {
-        Digest::update(self, data);
-    }
-    fn hex(self) -> String {
-        hex(&self.finalize())
-    }
-}
-
-impl Digester for Sha512 {
+impl<D: Digest + Send + 'static> Digester for D {
     fn feed(&mut self, data: &[u8]) {
         Digest::update(self, data);
     }
