@@ -4,7 +4,7 @@
 use crate::config::SerialConfig;
 use devices::Interrupt;
 use devices::bus::{Bus, BusError, SharedDevice};
-use devices::legacy::{self, AcpiSleep, BootProgress, I8042, PvPanic, RequestSink, Serial};
+use devices::legacy::{self, AcpiPm, BootProgress, I8042, PvPanic, RequestSink, Serial};
 use kvm_ioctls::VmFd;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -165,9 +165,9 @@ impl Legacy {
             1,
         )?;
         pio.insert(
-            shared(AcpiSleep::new(sink)),
-            legacy::ACPI_SLEEP_BASE.into(),
-            2,
+            shared(AcpiPm::new(sink)),
+            legacy::ACPI_PM_BASE.into(),
+            legacy::acpi_pm::LEN,
         )?;
         let legacy = Self {
             serial,

@@ -22,10 +22,20 @@ use std::time::{Duration, Instant};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
-/// Slot 0's registers (ARCHITECTURE.md: `0xd000_0000 + n * 0x1000`, IRQ 5 + n).
+/// Slot 0's registers (ARCHITECTURE.md: `0xd000_0000 + n * 0x1000`, GSI [`slot_gsi`]).
 pub const MMIO_BASE: u64 = 0xd000_0000;
 /// Slot 0's interrupt line.
 pub const FIRST_IRQ: u32 = 5;
+
+/// Slot `n`'s GSI: IOAPIC pins 5-23 in order, skipping the ACPI SCI's (9).
+pub fn slot_gsi(n: usize) -> u32 {
+    let gsi = FIRST_IRQ + n as u32;
+    if gsi >= devices::legacy::ACPI_SCI_IRQ {
+        gsi + 1
+    } else {
+        gsi
+    }
+}
 /// Queue size of every device (the guest may pick a smaller one).
 const QUEUE_SIZE: u16 = 256;
 /// How long `balloon_stats` waits for the guest to send fresh statistics.
@@ -301,7 +311,7 @@ impl VirtioDevices {
     /// Registers base and IRQ of each slot, in slot order.
     pub fn placements(&self) -> Vec<(u64, u32)> {
         (0..self.slots.len())
-            .map(|n| (MMIO_BASE + n as u64 * MMIO_WINDOW, FIRST_IRQ + n as u32))
+            .map(|n| (MMIO_BASE + n as u64 * MMIO_WINDOW, slot_gsi(n)))
             .collect()
     }
 

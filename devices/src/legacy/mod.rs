@@ -1,8 +1,8 @@
 //! Legacy PC devices: 16550 serial, i8042 (reset and Ctrl-Alt-Del), boot-progress port,
-//! pvpanic and the ACPI sleep registers. Port numbers are the platform contract's
+//! pvpanic and the ACPI power-management registers. Port numbers are the platform contract's
 //! (ARCHITECTURE.md); each device sees offsets relative to its base.
 
-mod acpi_sleep;
+pub mod acpi_pm;
 mod boot_progress;
 mod i8042;
 mod pvpanic;
@@ -10,7 +10,7 @@ mod serial;
 
 use std::sync::Arc;
 
-pub use acpi_sleep::{AcpiSleep, SLEEP_S5};
+pub use acpi_pm::{AcpiPm, SLEEP_S5};
 pub use boot_progress::{BootProgress, ProgressMark};
 pub use i8042::I8042;
 pub use pvpanic::PvPanic;
@@ -32,8 +32,10 @@ pub const I8042_IRQ: u32 = 1;
 pub const BOOT_PROGRESS_PORT: u16 = 0x3f0;
 /// pvpanic port.
 pub const PVPANIC_PORT: u16 = 0x505;
-/// ACPI sleep control (+0) and status (+1) registers.
-pub const ACPI_SLEEP_BASE: u16 = 0x600;
+/// ACPI power-management registers ([`acpi_pm`]: sleep control/status, PM1a event and control).
+pub const ACPI_PM_BASE: u16 = 0x600;
+/// The ACPI SCI's interrupt line (as on a PC); virtio-mmio slots skip it. Never raised.
+pub const ACPI_SCI_IRQ: u32 = 9;
 
 /// What a guest asks of the machine through a legacy device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

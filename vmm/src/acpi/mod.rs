@@ -1,5 +1,7 @@
 //! Minimal ACPI tables so a stock kernel finds its vCPUs and can power off: RSDP, XSDT,
-//! FADT (hardware-reduced, with sleep control/status registers at ports 0x600/0x601), MADT,
+//! FADT (a full one: PM1a event and control blocks at ports 0x608/0x60c, SCI on IRQ 9; not
+//! hardware-reduced, so kernels keep the PIC and ISA IRQs 0-15 identity-mapped, as on a PC,
+//! which a kernel probing COM1 the legacy way needs: devices/src/legacy/acpi_pm.rs), MADT,
 //! and a DSDT with `_S5_`, COM1, the i8042 and the virtio-mmio devices (`LNRO0005`). Written
 //! from `layout::ACPI_START`.
 
@@ -18,12 +20,14 @@ const FADT_REVISION: u8 = 6;
 const FADT_LEN: usize = 276;
 const FADT_FLAG_PWR_BUTTON: u32 = 1 << 4;
 const FADT_FLAG_SLP_BUTTON: u32 = 1 << 5;
-const FADT_FLAG_HW_REDUCED: u32 = 1 << 20;
 const IAPC_8042: u16 = 1 << 1;
 const IAPC_NO_VGA: u16 = 1 << 2;
+const IAPC_NO_CMOS_RTC: u16 = 1 << 5;
 const GAS_SYSTEM_IO: u8 = 1;
-const GAS_ACCESS_BYTE: u8 = 1;
+const GAS_ACCESS_WORD: u8 = 2;
 const MADT_PCAT_COMPAT: u32 = 1;
+/// MPS INTI flags: active high, level-triggered (the SCI's).
+const INTI_HIGH_LEVEL: u16 = 0b1101;
 
 /// An ACPI table header followed by `body`, with length and checksum filled in.
 fn table(signature: &[u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
@@ -41,12 +45,12 @@ fn table(signature: &[u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
     t
 }
 
-/// A Generic Address Structure for one byte-wide I/O port.
-fn gas_io(port: u16) -> [u8; 12] {
+/// A Generic Address Structure for an I/O register block of `len` bytes, read in words.
+fn gas_io(port: u16, len: u8) -> [u8; 12] {
     let mut g = [0u8; 12];
     g[0] = GAS_SYSTEM_IO;
-    g[1] = 8;
-    g[3] = GAS_ACCESS_BYTE;
+    g[1] = len * 8;
+    g[3] = GAS_ACCESS_WORD;
     g[4..12].copy_from_slice(&u64::from(port).to_le_bytes());
     g
 }
@@ -123,15 +127,29 @@ fn virtio_devices(virtio: &[(u64, u32)]) -> Vec<Vec<u8>> {
 }
 
 fn fadt(dsdt: u64) -> Vec<u8> {
+    use legacy::acpi_pm::{PM1_CONTROL, PM1_CONTROL_LEN, PM1_EVENT, PM1_EVENT_LEN};
+    let evt = legacy::ACPI_PM_BASE + PM1_EVENT as u16;
+    let cnt = legacy::ACPI_PM_BASE + PM1_CONTROL as u16;
     let mut b = vec![0u8; FADT_LEN - 36];
     let at = |off: usize| off - 36;
-    b[at(109)..at(111)].copy_from_slice(&(IAPC_8042 | IAPC_NO_VGA).to_le_bytes());
-    let flags = FADT_FLAG_HW_REDUCED | FADT_FLAG_PWR_BUTTON | FADT_FLAG_SLP_BUTTON;
+    b[at(40)..at(44)].copy_from_slice(&(dsdt as u32).to_le_bytes());
+    b[at(46)..at(48)].copy_from_slice(&(legacy::ACPI_SCI_IRQ as u16).to_le_bytes());
+    // SMI_CMD 0: no SMM to hand over from, the machine is in ACPI mode from the start.
+    b[at(56)..at(60)].copy_from_slice(&u32::from(evt).to_le_bytes());
+    b[at(64)..at(68)].copy_from_slice(&u32::from(cnt).to_le_bytes());
+    b[at(88)] = PM1_EVENT_LEN;
+    b[at(89)] = PM1_CONTROL_LEN;
+    // C2 and C3 latencies above the maximum: no such states.
+    b[at(96)..at(98)].copy_from_slice(&0x0fffu16.to_le_bytes());
+    b[at(98)..at(100)].copy_from_slice(&0x0fffu16.to_le_bytes());
+    let iapc = IAPC_8042 | IAPC_NO_VGA | IAPC_NO_CMOS_RTC;
+    b[at(109)..at(111)].copy_from_slice(&iapc.to_le_bytes());
+    let flags = FADT_FLAG_PWR_BUTTON | FADT_FLAG_SLP_BUTTON;
     b[at(112)..at(116)].copy_from_slice(&flags.to_le_bytes());
     b[at(131)] = 5; // FADT minor version: ACPI 6.5
     b[at(140)..at(148)].copy_from_slice(&dsdt.to_le_bytes()); // X_DSDT
-    b[at(244)..at(256)].copy_from_slice(&gas_io(legacy::ACPI_SLEEP_BASE));
-    b[at(256)..at(268)].copy_from_slice(&gas_io(legacy::ACPI_SLEEP_BASE + 1));
+    b[at(148)..at(160)].copy_from_slice(&gas_io(evt, PM1_EVENT_LEN));
+    b[at(172)..at(184)].copy_from_slice(&gas_io(cnt, PM1_CONTROL_LEN));
     b[at(268)..at(276)].copy_from_slice(b"VIRGAVMM");
     table(b"FACP", FADT_REVISION, &b)
 }
@@ -149,6 +167,10 @@ fn madt(cpus: u32) -> Vec<u8> {
     b.extend([1, 12, cpus as u8, 0]);
     b.extend(layout::IOAPIC_ADDR.to_le_bytes());
     b.extend(0u32.to_le_bytes());
+    // Interrupt source override: the SCI (ISA IRQ 9 -> GSI 9) is level-triggered, active high.
+    b.extend([2, 10, 0, legacy::ACPI_SCI_IRQ as u8]);
+    b.extend(legacy::ACPI_SCI_IRQ.to_le_bytes());
+    b.extend(INTI_HIGH_LEVEL.to_le_bytes());
     // Local APIC NMI on LINT1 of every processor.
     b.extend([4, 6, 0xff, 0, 0, 1]);
     table(b"APIC", 5, &b)
@@ -219,8 +241,8 @@ mod tests {
 
     #[test]
     fn tables_have_valid_checksums_and_fit_below_the_mp_table() {
-        let all_slots: Vec<_> = (0..19u32)
-            .map(|n| (0xd000_0000 + u64::from(n) * 0x1000, 5 + n))
+        let all_slots: Vec<_> = (0..crate::config::devices::MAX_VIRTIO_DEVICES)
+            .map(|n| (0xd000_0000 + n as u64 * 0x1000, crate::virtio::slot_gsi(n)))
             .collect();
         let tables = build(crate::boot::mptable::MAX_CPUS, &all_slots);
         let (_, rsdp) = &tables[0];
@@ -238,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn fadt_points_at_dsdt_and_sleep_ports() {
+    fn fadt_points_at_dsdt_sci_and_pm1_blocks() {
         let tables = build(2, &[]);
         let dsdt_addr = tables[1].0;
         let fadt = &tables[2].1;
@@ -247,13 +269,22 @@ mod tests {
             u64::from_le_bytes(fadt[140..148].try_into().unwrap()),
             dsdt_addr
         );
+        let word = |at: usize| u16::from_le_bytes(fadt[at..at + 2].try_into().unwrap());
+        assert_eq!(word(46), 9, "SCI_INT");
         assert_eq!(
-            u16::from_le_bytes(fadt[248..250].try_into().unwrap()),
-            0x600
+            (word(56), word(64)),
+            (0x608, 0x60c),
+            "PM1a event and control blocks"
         );
-        assert_eq!(
-            u16::from_le_bytes(fadt[260..262].try_into().unwrap()),
-            0x601
+        assert_eq!((fadt[88], fadt[89]), (4, 2));
+        assert_eq!((word(152), word(176)), (0x608, 0x60c), "X_PM1a blocks");
+        let flags = u32::from_le_bytes(fadt[112..116].try_into().unwrap());
+        assert_eq!(flags & (1 << 20), 0, "not hardware-reduced");
+        let madt = &tables[3].1;
+        assert!(
+            madt.windows(10)
+                .any(|w| w == [2, 10, 0, 9, 9, 0, 0, 0, 0x0d, 0]),
+            "the SCI's interrupt source override"
         );
         let xsdt = &tables[4].1;
         assert_eq!(u64::from_le_bytes(rsdp_xsdt(&tables[0].1)), tables[4].0);

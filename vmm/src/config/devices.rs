@@ -7,8 +7,9 @@ use std::str::FromStr;
 
 /// Longest virtio-blk serial (the GET_ID answer is 20 bytes).
 pub const MAX_SERIAL_LEN: usize = 20;
-/// virtio-mmio slots: IRQ 5 + n must stay on the IOAPIC's 24 pins.
-pub const MAX_VIRTIO_DEVICES: usize = 19;
+/// virtio-mmio slots: their GSIs (`virtio::slot_gsi`: pins 5-23 but the SCI's 9) must stay on
+/// the IOAPIC's 24 pins.
+pub const MAX_VIRTIO_DEVICES: usize = 18;
 
 /// Errors in the device part of a configuration.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
