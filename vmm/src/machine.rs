@@ -81,6 +81,12 @@ struct Context {
     /// KVM counters of the last finished boot.
     kvm_stats: std::sync::Mutex<Vec<(String, u64)>>,
     start: Instant,
+    /// The current boot's VM, for the control thread (its clock at pause and resume).
+    vm: std::sync::Mutex<Option<Arc<Vm>>>,
+    /// The guest's kvmclock when it was paused: resume sets it back, so the guest's clock does
+    /// not advance while paused (as Cloud Hypervisor does; a guest would otherwise see time
+    /// jump and its watchdogs fire).
+    paused_clock: std::sync::Mutex<Option<kvm_bindings::kvm_clock_data>>,
 }
 
 /// Removes the sockets this process created when it ends.
@@ -164,6 +170,8 @@ pub fn run(cfg: VmConfig, start: Instant) -> Result<Outcome, VmmError> {
         first_run_us: AtomicU64::new(0),
         kvm_stats: Default::default(),
         start,
+        vm: Default::default(),
+        paused_clock: Default::default(),
     });
     if let Some(path) = &ctx.cfg.control_socket {
         let c = ctx.clone();
@@ -222,7 +230,7 @@ fn boot_once(
     let cfg = &ctx.cfg;
     ctx.boots.fetch_add(1, Ordering::Relaxed);
     ctx.first_run_us.store(0, Ordering::Relaxed);
-    let vm = Vm::new(kvm, cfg.memory_bytes())?;
+    let vm = Arc::new(Vm::new(kvm, cfg.memory_bytes())?);
     // The PIT's creation mostly waits in KVM: overlap it with loading the guest.
     let vcpus = std::thread::scope(|s| {
         let pit = s.spawn(|| vm.create_pit());
@@ -262,9 +270,12 @@ fn boot_once(
             }
         }
     }
+    *lock(&ctx.vm) = Some(vm.clone());
     ctx.shared
         .started(threads.iter().map(|t| t.as_pthread_t()).collect());
     let reason = ctx.shared.wait_for_stop();
+    lock(&ctx.vm).take();
+    lock(&ctx.paused_clock).take();
     ctx.shared.forget_vcpus();
     let mut stats = Vec::new();
     for t in threads {
@@ -318,6 +329,40 @@ fn prepare(ctx: &Context, vm: &Vm, cpuid: &kvm_bindings::CpuId) -> Result<Vec<Vc
     Ok(vcpus)
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// With every vCPU parked: the guest's clock, kept until resume (a second pause keeps the
+/// first's).
+fn save_clock(ctx: &Context) -> Result<(), String> {
+    let Some(vm) = lock(&ctx.vm).clone() else {
+        return Ok(());
+    };
+    let mut saved = lock(&ctx.paused_clock);
+    if saved.is_none() {
+        *saved = Some(
+            vm.fd
+                .get_clock()
+                .map_err(|e| format!("KVM_GET_CLOCK: {e}"))?,
+        );
+    }
+    Ok(())
+}
+
+/// Before the vCPUs run again: the clock as it was at pause.
+fn restore_clock(ctx: &Context) -> Result<(), String> {
+    let (Some(vm), Some(mut clock)) = (lock(&ctx.vm).clone(), lock(&ctx.paused_clock).take())
+    else {
+        return Ok(());
+    };
+    // Only the clock value is given back; KVM refuses flags it did not report as settable.
+    clock.flags = 0;
+    vm.fd
+        .set_clock(&clock)
+        .map_err(|e| format!("KVM_SET_CLOCK: {e}"))
+}
+
 fn handle(ctx: &Context, req: Request) -> Response {
     match req {
         Request::Info => {
@@ -337,10 +382,10 @@ fn handle(ctx: &Context, req: Request) -> Response {
         Request::Pause => ctx
             .shared
             .pause(PAUSE_TIMEOUT)
+            .and_then(|()| save_clock(ctx))
             .map_or_else(Response::error, |_| Response::ok()),
-        Request::Resume => ctx
-            .shared
-            .resume()
+        Request::Resume => restore_clock(ctx)
+            .and_then(|()| ctx.shared.resume())
             .map_or_else(Response::error, |_| Response::ok()),
         Request::Shutdown => {
             let mut kbd = ctx.legacy.i8042.lock().unwrap_or_else(|e| e.into_inner());

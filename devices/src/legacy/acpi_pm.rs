@@ -98,10 +98,10 @@ impl BusDevice for AcpiPm {
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         let end = offset + data.len() as u64;
-        if offset == SLEEP_CONTROL {
-            if let Some(value) = data.first().filter(|v| *v & SLP_EN != 0) {
-                self.sleep((value >> SLP_TYP_SHIFT) & 0x7);
-            }
+        if offset == SLEEP_CONTROL
+            && let Some(value) = data.first().filter(|v| *v & SLP_EN != 0)
+        {
+            self.sleep((value >> SLP_TYP_SHIFT) & 0x7);
         }
         if offset < PM1_EVENT + 4 && end > PM1_EVENT + 2 {
             self.pm1_enable = Self::merge(self.pm1_enable, PM1_EVENT + 2, offset, data);

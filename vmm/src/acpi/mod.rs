@@ -57,7 +57,7 @@ fn gas_io(port: u16, len: u8) -> [u8; 12] {
 
 /// The DSDT's definition block; `virtio` lists each virtio-mmio slot's (base, GSI).
 pub fn dsdt_body(virtio: &[(u64, u32)]) -> Vec<u8> {
-    use aml::{device, eisa_id, integer, name, package, resource, resources, scope};
+    use aml::{device, eisa_id, integer, name, package, resource, resources, scope, string};
     let com1 = device(
         "COM1",
         &[
@@ -86,6 +86,14 @@ pub fn dsdt_body(virtio: &[(u64, u32)]) -> Vec<u8> {
             ),
         ],
     );
+    // QEMU's pvpanic ISA device: Linux's pvpanic driver finds the port through this id.
+    let pvpanic = device(
+        "PEVT",
+        &[
+            name("_HID", string("QEMU0001")),
+            name("_CRS", resources(&[resource::io(legacy::PVPANIC_PORT, 1)])),
+        ],
+    );
     [
         // SLP_TYPa/SLP_TYPb for S5, matching what the sleep control register accepts.
         name(
@@ -94,7 +102,7 @@ pub fn dsdt_body(virtio: &[(u64, u32)]) -> Vec<u8> {
         ),
         scope(
             "\\_SB_",
-            &[vec![com1, ps2], virtio_devices(virtio)].concat(),
+            &[vec![com1, ps2, pvpanic], virtio_devices(virtio)].concat(),
         ),
     ]
     .concat()
