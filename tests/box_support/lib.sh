@@ -4,6 +4,9 @@
 # exit-status file /tmp/NAME.exit. What the Rust side reads is printed between BOX-* markers.
 VMM=/kvmbox/bin/virga-vmm
 
+# iproute2 (bridges, taps): busybox's sh would otherwise run its own, smaller `ip` applet.
+ip() { /usr/sbin/ip "$@"; }
+
 # fail WHY: say why, show every console, end the script.
 fail() {
   echo "BOX-FAIL $*"
