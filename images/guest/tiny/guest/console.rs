@@ -50,7 +50,9 @@ pub fn run() -> ! {
     });
     for command in cmdline[..len].split(|&b| b == b';') {
         // Words the VMM appends for Linux (`virtio_mmio.device=4K@0x...:5`) are not commands.
-        for word in command.split(|&b| b == b' ').filter(|w| !w.starts_with(b"virtio_mmio.")) {
+        // Nor is the boot-time word that skips the ready mark.
+        let skip = |w: &&[u8]| w.starts_with(b"virtio_mmio.") || *w == crate::NO_READY_MARK;
+        for word in command.split(|&b| b == b' ').filter(|w| !skip(w)) {
             word.iter().for_each(|&b| line.push(b));
             line.push(b' ');
         }

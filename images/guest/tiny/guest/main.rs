@@ -24,14 +24,23 @@ mod virtio;
 
 /// Boot-progress code for "ready", as Firecracker's boot timer uses it.
 const PROGRESS_READY: u8 = 123;
+/// A command-line word that makes the guest skip the ready mark, as a stock image that knows
+/// nothing of port 0x3f0 would (`tiny_guest::NO_READY_MARK`).
+pub const NO_READY_MARK: &[u8] = b"noreadymark";
 
 /// Entered from `boot.rs` in 64-bit mode with the PVH start info address.
 #[unsafe(no_mangle)]
 pub extern "C" fn tiny_main(start_info: u32) -> ! {
     io::progress(2);
     let pvh_ok = pvh::init(start_info);
-    io::progress(PROGRESS_READY);
+    let mark = !pvh::cmdline_has_word(NO_READY_MARK);
+    if mark {
+        io::progress(PROGRESS_READY);
+    }
     serial::print("VIRGA-TINY READY\n");
+    if !mark {
+        serial::print("ready mark skipped (noreadymark)\n");
+    }
     if !pvh_ok {
         serial::print("warning: no valid PVH start info\n");
     }

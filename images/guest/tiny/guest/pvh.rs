@@ -68,6 +68,19 @@ pub fn cmdline(mut f: impl FnMut(u8)) {
     }
 }
 
+/// Whether `word` is a whole word of the command line (words end at spaces and `;`).
+pub fn cmdline_has_word(word: &[u8]) -> bool {
+    let mut buf = [0u8; 2048];
+    let mut len = 0;
+    cmdline(|b| {
+        if len < buf.len() {
+            buf[len] = b;
+            len += 1;
+        }
+    });
+    buf[..len].split(|&b| b == b' ' || b == b';').any(|w| w == word)
+}
+
 /// End of the highest RAM range below 4 GiB, the part the guest maps (0 without a memory map).
 pub fn ram_end() -> u64 {
     let Some(i) = info() else { return 0 };

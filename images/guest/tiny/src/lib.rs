@@ -10,3 +10,8 @@ pub const PATH: &str = env!("VIRGA_TINY_GUEST");
 
 /// The line the guest prints when it is up.
 pub const MARKER: &str = "VIRGA-TINY READY";
+
+/// A kernel command-line word that makes the guest boot without writing its ready mark
+/// (boot-progress 123 to port 0x3f0), as a stock image does; it still prints [`MARKER`], then
+/// `ready mark skipped (noreadymark)`.
+pub const NO_READY_MARK: &str = "noreadymark";
