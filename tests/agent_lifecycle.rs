@@ -22,7 +22,11 @@ fn spawn_ready_stop_start_destroy() {
     let pid = first.pid.expect("a VMM pid");
     let seen = host.wait_ready(id);
     assert_eq!(seen.pid, Some(pid));
+    // The mark's time stays put while the guest runs on (it is that boot's time).
+    let at = seen.ready_us.expect("the ready mark's time");
+    assert!(at > 0, "{seen:?}");
     let console = host.wait_console(id, "hello from vm1");
+    assert_eq!(host.agent.observe(id).unwrap().ready_us, Some(at));
     assert!(console.contains(MARKER), "{console}");
     // The guest found its config drive (the agent attached it read-only, label config-2).
     let console = host.wait_console(id, "config-drive: done");
@@ -265,4 +269,34 @@ fn soft_reboot_completes_inside_the_vmm_when_the_guest_reboots() {
     assert_eq!(seen.power, PowerState::Running);
     let console = host.wait_lines(id, MARKER, 2);
     assert!(!console.contains("ctrl-alt-del"), "{console}");
+}
+
+/// A guest that never writes the ready mark (as a stock image would not) runs as any other:
+/// the agent reports it Running, and not ready, with no mark time.
+#[test]
+fn a_guest_without_the_ready_mark_runs_unready() {
+    if !kvm_available("a_guest_without_the_ready_mark_runs_unready") {
+        return;
+    }
+    let host = Host::new();
+    let cmdline = format!("{}; echo up without a mark", tiny_guest::NO_READY_MARK);
+    let spec = host.tiny("stock", &cmdline);
+    let id = spec.id;
+    let first = host.agent.spawn(&spec).expect("spawn");
+    assert_eq!(first.power, PowerState::Running);
+    let console = host.wait_console(id, "up without a mark");
+    assert!(console.contains(MARKER), "{console}");
+    assert!(console.contains("ready mark skipped"), "{console}");
+    assert!(!console.contains("unknown command"), "{console}");
+    let seen = host.agent.observe(id).unwrap();
+    assert_eq!(
+        (seen.power, seen.pid, seen.ready, seen.ready_us),
+        (PowerState::Running, first.pid, false, None)
+    );
+    // A hard reboot boots it again, still without a mark.
+    let again = host.agent.reboot(id, true, Duration::from_secs(1)).unwrap();
+    assert_eq!((again.power, again.ready_us), (PowerState::Running, None));
+    host.wait_lines(id, "up without a mark", 2);
+    assert_eq!(host.agent.observe(id).unwrap().ready_us, None);
+    host.agent.destroy(id).unwrap();
 }

@@ -935,3 +935,155 @@ async fn restart_adopts_guests_and_sync_notices_a_dead_vmm() {
         assert!(vmm_pids_with(id).is_empty());
     }
 }
+
+/// The control socket's `info` of a server's VMM (the boot-progress marks it saw).
+fn vmm_info(c: &Cloud, id: &str) -> Value {
+    use std::io::{BufRead, BufReader, Write};
+    let sock = c.instance_dir(id).join("control.sock");
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("control socket");
+    s.write_all(b"{\"cmd\":\"info\"}\n").expect("send info");
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).expect("info answer");
+    let v: Value = serde_json::from_str(&line).expect("info JSON");
+    assert_eq!(v["ok"], true, "{v}");
+    v["info"].clone()
+}
+
+/// The boot-progress codes of the VMM's current boot.
+fn progress_codes(info: &Value) -> Vec<u64> {
+    let first = info["boot"]["first_kvm_run_us"]
+        .as_u64()
+        .expect("in the guest");
+    let marks = info["boot"]["progress"].as_array().expect("progress");
+    marks
+        .iter()
+        .filter(|m| m["us"].as_u64() >= Some(first))
+        .filter_map(|m| m["code"].as_u64())
+        .collect()
+}
+
+/// ACTIVE as Nova means it: the VMM runs the guest. A guest that never writes the ready mark
+/// (as a stock image would not) goes ACTIVE at once on create, start and both reboots (the
+/// old flow waited 60 s for the mark, then ERROR); a guest that writes it gets its time logged.
+#[tokio::test]
+async fn a_guest_without_the_ready_mark_goes_active() {
+    if !kvm_available("a_guest_without_the_ready_mark_goes_active") {
+        return;
+    }
+    let (c, _r) = Cloud::start_compute();
+    let api = c.api();
+    let admin = api.admin_token().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tiny = std::path::Path::new(tiny_guest::PATH);
+    let kernel = api
+        .upload_image(&admin, "tiny-kernel", "aki", tiny, json!({}))
+        .await;
+    let root = cloud_support::make_qcow2(dir.path(), "root.qcow2", "64M");
+    let cmdline = format!("{}; echo up without a mark", tiny_guest::NO_READY_MARK);
+    let stock = api
+        .upload_image(
+            &admin,
+            "stock",
+            "qcow2",
+            &root,
+            json!({"kernel_id": kernel, "os_command_line": cmdline}),
+        )
+        .await;
+    let marked = api
+        .upload_image(
+            &admin,
+            "marked",
+            "qcow2",
+            &root,
+            json!({"kernel_id": kernel}),
+        )
+        .await;
+
+    let t = Instant::now();
+    let id = api
+        .create_server(
+            &admin,
+            json!({"name": "stock", "flavorRef": "tiny-guest", "imageRef": stock}),
+        )
+        .await;
+    let s = api.wait_status(&admin, &id, "ACTIVE", 20).await;
+    let took = t.elapsed();
+    eprintln!("create -> ACTIVE without a ready mark: {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(s["OS-EXT-STS:power_state"], 1, "{s:#}");
+    assert!(s["OS-SRV-USG:launched_at"].is_string(), "{s:#}");
+    assert!(s.get("fault").is_none(), "{s:#}");
+    // The guest really runs its commands, and really wrote no mark (the VMM saw code 2, the
+    // guest's 64-bit entry, and no 123).
+    let out = api.wait_console(&admin, &id, "up without a mark", 30).await;
+    assert!(out.contains("ready mark skipped"), "{out}");
+    assert!(!out.contains("unknown command"), "{out}");
+    let codes = progress_codes(&vmm_info(&c, &id));
+    assert!(codes.contains(&2) && !codes.contains(&123), "{codes:?}");
+
+    // A guest that writes the mark: ACTIVE as well, and the mark's time is logged.
+    let other = api
+        .create_server(
+            &admin,
+            json!({"name": "marked", "flavorRef": "tiny-guest", "imageRef": marked}),
+        )
+        .await;
+    api.wait_status(&admin, &other, "ACTIVE", 20).await;
+    assert!(progress_codes(&vmm_info(&c, &other)).contains(&123));
+    let logged = |sid: &str| {
+        c.log()
+            .lines()
+            .any(|l| l.contains("wrote its ready mark") && l.contains(sid))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logged(&other) {
+        assert!(
+            Instant::now() < deadline,
+            "no ready mark logged:\n{}",
+            c.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !logged(&id),
+        "a ready mark logged for a guest that wrote none"
+    );
+
+    // Start and both reboots reach ACTIVE without the mark too.
+    let steps: [(Value, &str); 4] = [
+        (json!({"os-stop": null}), "SHUTOFF"),
+        (json!({"os-start": null}), "ACTIVE"),
+        (json!({"reboot": {"type": "HARD"}}), "ACTIVE"),
+        (json!({"reboot": {"type": "SOFT"}}), "ACTIVE"),
+    ];
+    let mut pid = vmm_pids_with(&id);
+    for (body, status) in steps {
+        api.action(&admin, &id, body.clone()).await.expect(202);
+        let s = api.wait_status(&admin, &id, status, 10).await;
+        let now = vmm_pids_with(&id);
+        if status == "ACTIVE" {
+            assert_eq!(s["OS-EXT-STS:power_state"], 1, "{body}: {s:#}");
+            assert_eq!(now.len(), 1, "{body}: VMMs {now:?}");
+            assert_ne!(now, pid, "{body}: the same VMM");
+            let codes = progress_codes(&vmm_info(&c, &id));
+            assert!(!codes.contains(&123), "{body}: {codes:?}");
+        } else {
+            assert!(now.is_empty(), "{body}: VMMs {now:?}");
+        }
+        pid = now;
+    }
+    assert!(
+        !logged(&id),
+        "a ready mark logged for a guest that wrote none"
+    );
+
+    for sid in [&id, &other] {
+        api.delete(&format!("/compute/v2.1/servers/{sid}"), &admin)
+            .await
+            .expect(204);
+    }
+    for sid in [&id, &other] {
+        api.wait_gone(&admin, sid, 30).await;
+        assert!(vmm_pids_with(sid).is_empty(), "VMM of {sid} still runs");
+    }
+}

@@ -122,8 +122,6 @@ pub struct ComputeSection {
     pub ram_allocation_ratio: f64,
     /// Disk allocation ratio (nova's default 1.0).
     pub disk_allocation_ratio: f64,
-    /// Longest wait for a guest's ready mark, in seconds (then ERROR).
-    pub boot_timeout_secs: u64,
     /// Period of the power-state sync, in milliseconds.
     pub sync_interval_ms: u64,
     /// Instance directories; empty: `<data_dir>/instances`.
@@ -157,7 +155,6 @@ impl Default for ComputeSection {
             cpu_allocation_ratio: 16.0,
             ram_allocation_ratio: 1.5,
             disk_allocation_ratio: 1.0,
-            boot_timeout_secs: 60,
             sync_interval_ms: 1000,
             instances_dir: String::new(),
             base_cache_dir: String::new(),
@@ -311,7 +308,6 @@ impl Config {
                 ram: c.ram_allocation_ratio,
                 disk: c.disk_allocation_ratio,
             },
-            boot_timeout: std::time::Duration::from_secs(c.boot_timeout_secs),
             sync_interval: std::time::Duration::from_millis(c.sync_interval_ms.max(10)),
             stop_grace: std::time::Duration::from_secs(c.stop_grace_secs),
             default_kernel: PathBuf::from(&c.default_kernel),

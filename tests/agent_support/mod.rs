@@ -125,9 +125,11 @@ impl Host {
         }
     }
 
-    /// Waits for the guest's ready mark.
+    /// Waits for the guest's ready mark (and its time).
     pub fn wait_ready(&self, id: Uuid) -> Observed {
-        self.wait(id, "ready", |o| o.power == PowerState::Running && o.ready)
+        self.wait(id, "ready", |o| {
+            o.power == PowerState::Running && o.ready && o.ready_us.is_some()
+        })
     }
 }
 

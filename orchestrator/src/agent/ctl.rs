@@ -82,16 +82,16 @@ pub fn info(path: &Path, timeout: Duration) -> Result<VmInfo, CtlError> {
     })
 }
 
-/// Whether the current boot has written the ready mark (boot-progress 123): marks accumulate
-/// across reboots, so only those after this boot's first KVM_RUN count.
-pub fn ready(info: &VmInfo) -> bool {
-    let Some(first) = info.boot.first_kvm_run_us else {
-        return false;
-    };
+/// When the current boot wrote the ready mark (boot-progress 123), in µs since the VMM
+/// started: marks accumulate across reboots, so only those after this boot's first KVM_RUN
+/// count (the first of them if the guest wrote several).
+pub fn ready_us(info: &VmInfo) -> Option<u64> {
+    let first = info.boot.first_kvm_run_us?;
     info.boot
         .progress
         .iter()
-        .any(|m| m.code == 123 && m.us >= first)
+        .find(|m| m.code == 123 && m.us >= first)
+        .map(|m| m.us)
 }
 
 #[cfg(test)]
@@ -119,10 +119,14 @@ mod tests {
 
     #[test]
     fn ready_counts_only_the_current_boot() {
-        assert!(!ready(&info(None, &[(123, 5)])));
-        assert!(ready(&info(Some(3), &[(1, 4), (123, 5)])));
+        assert_eq!(ready_us(&info(None, &[(123, 5)])), None);
+        assert_eq!(ready_us(&info(Some(3), &[(1, 4), (123, 5)])), Some(5));
+        assert_eq!(ready_us(&info(Some(3), &[(1, 4)])), None, "no mark");
         // Ready in the first boot, rebooted at 100 µs, not ready again yet.
-        assert!(!ready(&info(Some(100), &[(123, 5), (1, 101)])));
+        assert_eq!(ready_us(&info(Some(100), &[(123, 5), (1, 101)])), None);
+        // Ready again in the second boot: that boot's time.
+        let again = info(Some(100), &[(123, 5), (1, 101), (123, 140)]);
+        assert_eq!(ready_us(&again), Some(140));
     }
 
     #[test]

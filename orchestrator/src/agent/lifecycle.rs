@@ -162,12 +162,7 @@ impl Agent {
             if let (Some(before), Ok(info)) = (boots, ctl::info(&sock, ctl::TIMEOUT))
                 && info.boots > before
             {
-                return Ok(Some(Observed {
-                    power: PowerState::Running,
-                    pid: Some(pid.pid),
-                    ready: ctl::ready(&info),
-                    fault: None,
-                }));
+                return Ok(Some(Observed::running(pid.pid, ctl::ready_us(&info))));
             }
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -1,6 +1,7 @@
 //! What an instance looks like right now: the process table says whether its VMM lives, the
-//! control socket says paused/running and ready, and the exit record (or, for a VMM this agent
-//! did not start, its leftovers) says whether an end was a power-off or a crash.
+//! control socket says paused/running and when the guest wrote its ready mark, and the exit
+//! record (or, for a VMM this agent did not start, its leftovers) says whether an end was a
+//! power-off or a crash.
 
 use super::instance::{ExitRecord, InstanceDir, InstanceRecord};
 use super::process::{self, PidRecord, RUN_SEPARATOR};
@@ -38,6 +39,7 @@ impl Agent {
             },
             pid: None,
             ready: false,
+            ready_us: None,
             fault,
         };
         let Some(pid) = PidRecord::load(dir) else {
@@ -130,26 +132,24 @@ fn legacy_guess(
 }
 
 fn observe_running(dir: &InstanceDir, rec: &InstanceRecord, pid: PidRecord) -> Observed {
-    let (power, ready) = match ctl::info(&dir.control_socket(), INFO_TIMEOUT) {
+    let (power, ready_us) = match ctl::info(&dir.control_socket(), INFO_TIMEOUT) {
         Ok(info) => {
             let power = match info.state {
                 RunState::Paused if rec.suspended => PowerState::Suspended,
                 RunState::Paused => PowerState::Paused,
                 _ => PowerState::Running,
             };
-            (power, ctl::ready(&info))
+            (power, ctl::ready_us(&info))
         }
         // Still starting (socket not bound yet) or busy stopping.
         Err(e) => {
             tracing::debug!(id = %rec.id, "info: {e}");
-            (PowerState::Running, false)
+            (PowerState::Running, None)
         }
     };
     Observed {
         power,
-        pid: Some(pid.pid),
-        ready,
-        fault: None,
+        ..Observed::running(pid.pid, ready_us)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::instance::{InstanceDir, InstanceRecord, MAX_SOCKET_PATH, write_atomic};
 use super::{Agent, configdrive, ctl, process};
-use crate::compute::driver::{DriverError, InstanceSpec, Observed, PowerState};
+use crate::compute::driver::{DriverError, InstanceSpec, Observed};
 use images::cache::CacheError;
 use images::store::DiskFormat;
 use std::path::PathBuf;
@@ -199,21 +199,11 @@ impl Agent {
             if let Ok(info) = ctl::info(&dir.control_socket(), ctl::TIMEOUT)
                 && info.boot.first_kvm_run_us.is_some()
             {
-                return Ok(Observed {
-                    power: PowerState::Running,
-                    pid: Some(rec.pid),
-                    ready: ctl::ready(&info),
-                    fault: None,
-                });
+                return Ok(Observed::running(rec.pid, ctl::ready_us(&info)));
             }
             if Instant::now() >= deadline {
                 tracing::warn!(%id, pid = rec.pid, "VMM has not entered the guest yet");
-                return Ok(Observed {
-                    power: PowerState::Running,
-                    pid: Some(rec.pid),
-                    ready: false,
-                    fault: None,
-                });
+                return Ok(Observed::running(rec.pid, None));
             }
             // The tiny guest is in within a few ms: poll finely (a /proc read and a connect).
             std::thread::sleep(Duration::from_micros(500));

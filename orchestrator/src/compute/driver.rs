@@ -84,10 +84,28 @@ pub struct Observed {
     pub power: PowerState,
     /// The VMM's pid while one runs.
     pub pid: Option<u32>,
-    /// Whether the guest has written its ready mark (boot-progress code 123) since it booted.
+    /// Whether the guest has written its ready mark (boot-progress code 123) since it booted
+    /// (`ready_us.is_some()`). Information only: a server is ACTIVE once its VMM runs the
+    /// guest, as in Nova; a stock image never writes the mark.
     pub ready: bool,
+    /// When the guest wrote its ready mark in the current boot: microseconds since its VMM
+    /// process started (the clock of the control socket's boot timings), else `None`.
+    pub ready_us: Option<u64>,
     /// Why the instance is `Crashed` (exit status, signal, VMM error line), for the server fault.
     pub fault: Option<String>,
+}
+
+impl Observed {
+    /// A VMM that runs the guest, with the time of the ready mark if the guest wrote it.
+    pub fn running(pid: u32, ready_us: Option<u64>) -> Observed {
+        Observed {
+            power: PowerState::Running,
+            pid: Some(pid),
+            ready: ready_us.is_some(),
+            ready_us,
+            fault: None,
+        }
+    }
 }
 
 /// Capacity of this host, for the scheduler and `os-hypervisors`.
@@ -151,8 +169,9 @@ pub trait Driver: Send + Sync {
     fn host_info(&self) -> HostInfo;
 
     /// Creates the instance directory (qcow2 overlay over the cached base image, grown to
-    /// `root_gb`; config drive; VMM config) and starts its VMM. Returns once the VMM runs;
-    /// [`Driver::observe`] tells when the guest is ready.
+    /// `root_gb`; config drive; VMM config) and starts its VMM. Returns once the VMM runs
+    /// the guest (power state Running: the task flow makes the server ACTIVE on it);
+    /// [`Driver::observe`] tells whether and when the guest wrote its ready mark.
     fn spawn(&self, spec: &InstanceSpec) -> Result<Observed, DriverError>;
 
     /// Starts the VMM of a stopped instance again, on the same disks.

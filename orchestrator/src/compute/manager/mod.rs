@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod spec;
 mod sync;
@@ -35,8 +35,6 @@ pub struct ComputeConfig {
     pub availability_zone: String,
     /// Allocation ratios.
     pub ratios: Ratios,
-    /// Longest wait for a guest's ready mark after its VMM starts.
-    pub boot_timeout: Duration,
     /// Period of the power-state sync.
     pub sync_interval: Duration,
     /// Grace a guest gets to power off on stop or soft reboot.
@@ -95,6 +93,8 @@ pub struct Compute {
     cfg: ComputeConfig,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     cancelled: Mutex<HashSet<String>>,
+    /// The last ready mark logged per server: (VMM pid, µs since that VMM started).
+    ready_seen: Mutex<HashMap<String, (u32, u64)>>,
 }
 
 fn uuid_of(id: &str) -> Result<Uuid, DriverError> {
@@ -142,6 +142,7 @@ impl Compute {
             cfg,
             locks: Mutex::default(),
             cancelled: Mutex::default(),
+            ready_seen: Mutex::default(),
         });
         me.adopt().await?;
         let weak = Arc::downgrade(&me);
@@ -264,7 +265,7 @@ impl Compute {
         let d = self.driver.clone();
         let spawned = blocking(move || d.spawn(&spec)).await;
         match spawned {
-            Ok(obs) => self.await_ready(id, obs, "Build of instance failed").await,
+            Ok(obs) => self.booted(id, obs, true).await,
             Err(e) => {
                 self.fail(id, "Build of instance failed", &e.to_string())
                     .await
@@ -272,45 +273,46 @@ impl Compute {
         }
     }
 
-    /// Waits for the ready mark; ACTIVE, or ERROR with why the guest did not get there.
-    async fn await_ready(&self, id: &str, mut obs: Observed, what: &str) {
-        let Ok(uuid) = uuid_of(id) else { return };
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(2);
-        loop {
-            if obs.ready && obs.power == PowerState::Running {
-                let _ = self
-                    .store
-                    .set_state(id, vm::ACTIVE, PowerState::Running as i64, obs.pid, None)
-                    .await;
-                return;
-            }
-            if matches!(
-                obs.power,
-                PowerState::Crashed | PowerState::Shutdown | PowerState::NoState
-            ) {
-                let why = obs.fault.clone().unwrap_or_else(|| {
-                    format!("the guest stopped ({:?}) before it was ready", obs.power)
-                });
-                return self.fail(id, what, &why).await;
-            }
-            if self.is_cancelled(id) {
-                return;
-            }
-            if start.elapsed() > self.cfg.boot_timeout {
-                let why = format!(
-                    "the guest wrote no ready mark within {} s (console log kept)",
-                    self.cfg.boot_timeout.as_secs()
-                );
-                return self.fail(id, what, &why).await;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
-            let d = self.driver.clone();
-            obs = match blocking(move || d.observe(uuid)).await {
-                Ok(o) => o,
-                Err(e) => return self.fail(id, what, &e.to_string()).await,
-            };
+    /// The end of a boot (build, start, reboot): ACTIVE as soon as the VMM runs the guest,
+    /// as Nova makes a server ACTIVE once the hypervisor reports its domain running. The
+    /// guest's ready mark is not waited for (a stock image never writes it); it is logged
+    /// when seen ([`Compute::note_ready`]). A VMM that is not running: a build goes ERROR
+    /// with its fault; a start or reboot follows what the guest does (SHUTOFF).
+    async fn booted(&self, id: &str, obs: Observed, build: bool) {
+        if obs.power == PowerState::Running {
+            self.note_ready(id, &obs);
+            let _ = self
+                .store
+                .set_state(id, vm::ACTIVE, PowerState::Running as i64, obs.pid, None)
+                .await;
+            return;
+        }
+        if build {
+            let why = obs
+                .fault
+                .clone()
+                .unwrap_or_else(|| format!("the guest stopped ({:?}) while it booted", obs.power));
+            return self.fail(id, "Build of instance failed", &why).await;
+        }
+        let _ = self.store.set_task(id, None).await;
+        self.reflect(id, &obs).await;
+    }
+
+    /// Logs the time of the guest's ready mark (boot-progress 123), once per boot: it is
+    /// information (how long the guest took to come up), not a condition of ACTIVE.
+    pub(super) fn note_ready(&self, id: &str, obs: &Observed) {
+        let (Some(us), Some(pid)) = (obs.ready_us, obs.pid) else {
+            return;
+        };
+        let mut seen = self.ready_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.insert(id.to_string(), (pid, us)) != Some((pid, us)) {
+            tracing::info!(
+                server = id,
+                pid,
+                ready_us = us,
+                "the guest wrote its ready mark {:.1} ms after its VMM started",
+                us as f64 / 1000.0
+            );
         }
     }
 
@@ -347,7 +349,7 @@ impl Compute {
                 (vm::ACTIVE, PowerState::Running)
             }
         };
-        // Start and reboot boot the guest again: their outcome waits for the ready mark.
+        // Start and reboot boot the guest again: ACTIVE once its VMM runs it.
         let result = blocking(move || match action {
             Action::Stop => d.stop(uuid, grace).map(|()| None),
             Action::Start => d.start(uuid).map(Some),
@@ -359,7 +361,7 @@ impl Compute {
         })
         .await;
         match result {
-            Ok(Some(obs)) => self.await_ready(id, obs, "Boot failed").await,
+            Ok(Some(obs)) => self.booted(id, obs, false).await,
             Ok(None) => {
                 let pid = if then.1 == PowerState::Shutdown {
                     None
@@ -436,6 +438,10 @@ impl Compute {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&s.id);
         self.cancelled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&s.id);
+        self.ready_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&s.id);

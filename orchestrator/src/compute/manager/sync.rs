@@ -79,6 +79,9 @@ impl Compute {
     /// One pass of the power-state sync; also picks up work other daemons left for this host.
     pub async fn sync(self: &Arc<Self>) -> Result<(), StoreError> {
         let observed = self.observe_all().await;
+        for (id, o) in &observed {
+            self.note_ready(id, o);
+        }
         for s in self.store.servers_on_host(&self.host).await? {
             if self.busy(&s.id) {
                 continue;
@@ -170,6 +173,7 @@ mod tests {
             power,
             pid,
             ready: true,
+            ready_us: Some(5),
             fault: None,
         }
     }
