@@ -1,6 +1,7 @@
 //! Disk images for the VMM and the orchestrator: raw and qcow2, overlays, the image store.
 
 pub mod backend;
+pub mod bootdisk;
 pub mod cache;
 pub mod checksum;
 pub mod configdrive;
