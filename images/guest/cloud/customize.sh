@@ -52,8 +52,10 @@ virtio_blk
 virtio_net
 ext4
 EOF
+  # FSTYPE: the root's type for the fsck hook, which cannot find it from fstab's UUID= in a
+  # chroot (no such device there) and would leave e2fsck out: the root would never be checked.
   mkdir -p "$root/etc/initramfs-tools/conf.d"
-  echo 'MODULES=most' >"$root/etc/initramfs-tools/conf.d/virga-modules.conf"
+  printf 'MODULES=most\nFSTYPE=ext4\n' >"$root/etc/initramfs-tools/conf.d/virga.conf"
 
   # Locale: C.UTF-8 (in libc), so cloud-init's locale module has nothing to generate.
   echo 'LANG=C.UTF-8' >"$root/etc/default/locale"
@@ -85,6 +87,8 @@ finish() {
       grep -q "/$m\.ko\$" "$root/lib/modules/$kver/modules.builtin" ||
       { echo "$m.ko is neither in $initrd nor built in" >&2; exit 1; }
   done
+  grep -q '/fsck.ext4$' "$root/tmp/initrd.list" ||
+    { echo "fsck.ext4 is not in $initrd" >&2; exit 1; }
   rm -f "$root/tmp/initrd.list"
   echo "$kver" >"$root/etc/virga-kernel-release"
 
