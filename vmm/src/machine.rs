@@ -131,12 +131,15 @@ pub fn run(cfg: VmConfig, start: Instant) -> Result<Outcome, VmmError> {
         what: "installing the vCPU kick handler",
         source,
     })?;
-    let cpuid = kvm
+    let mut cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|source| VmmError::KvmQuery {
             what: "KVM_GET_SUPPORTED_CPUID",
             source,
         })?;
+    if kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer) {
+        crate::cpuid::offer_tsc_deadline(&mut cpuid);
+    }
 
     let shared = Arc::new(Shared::new());
     let sink: RequestSink = {
