@@ -143,3 +143,43 @@ pub fn run(test: &str, spec: &Spec, shell: &str, timeout: Duration) -> Option<Ru
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
+
+/// For a test that needs a real KVM with Linux user space: on a host whose KVM is kvm_pvm,
+/// runs this very test binary (only `test`) in a box with `files` at their own absolute paths
+/// (the binary's compiled-in paths, such as the VMM's, then hold inside too), asserts that it
+/// passed there, and returns true: the caller returns. Inside the box (`VIRGA_IN_BOX=1`) or on
+/// a host with a real KVM it returns false and the test goes on. `None` from a box that cannot
+/// start outside CI: SKIPPED, also true.
+pub fn rerun_in_box(test: &str, files: &[PathBuf]) -> bool {
+    if std::env::var("VIRGA_IN_BOX").as_deref() == Ok("1")
+        || !Path::new("/sys/module/kvm_pvm").exists()
+    {
+        return false;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut spec = Spec::default().file(&exe, "/kvmbox/bin/test");
+    for f in files
+        .iter()
+        .chain([&PathBuf::from(env!("CARGO_BIN_EXE_virga-vmm"))])
+    {
+        spec = spec.file(f, f.to_str().unwrap());
+    }
+    let cache = std::env::var("VIRGA_CACHE")
+        .unwrap_or_else(|_| format!("{}/.cache/virga", std::env::var("HOME").unwrap_or_default()));
+    let script = format!(
+        "VIRGA_IN_BOX=1 VIRGA_CACHE={} CI={} RUST_BACKTRACE=1 /kvmbox/bin/test --exact {test} \
+         --nocapture --test-threads=1",
+        shell_quote(&cache),
+        shell_quote(&std::env::var("CI").unwrap_or_default())
+    );
+    if let Some(run) = run(test, &spec, &script, Duration::from_secs(600)) {
+        eprintln!("{test}, run in the box:\n{}", run.output);
+        assert_eq!(run.status, 0, "{test} failed in the box:\n{}", run.output);
+        assert!(
+            run.output.contains("1 passed"),
+            "{test} did not run in the box:\n{}",
+            run.output
+        );
+    }
+    true
+}

@@ -1,17 +1,9 @@
 //! What every Linux boot in the tests and benches shares: the guest artifacts that
-//! `images/guest/build.sh` (run by `scripts/setup.sh`) leaves in `~/.cache/virga/guest/current/`,
-//! and the kernel command line a stock kernel needs on this machine's KVM.
+//! `images/guest/build.sh` (run by `scripts/setup.sh`) leaves in `~/.cache/virga/guest/current/`.
 
 #![allow(dead_code)] // each test and bench uses its own part
 
 use std::path::PathBuf;
-
-/// The crutches MACHINE.md lists for a non-PVM kernel on kvm_pvm, plus the console.
-/// `clocksource=jiffies` keeps the boot clocksource: the switch to kvm-clock (a stop_machine)
-/// is where most boots here stalled for minutes. Callers add `panic=`, `root=`, `ip=`.
-pub const CMDLINE: &str = "console=ttyS0 noxsave clearcpuid=smap,smep,popcnt,fsgsbase,rdpid,pku,\
-xsave,xsaves,xsaveopt,xsavec,clflushopt,clwb,avx,avx2,bmi1,bmi2,movbe,rdrand,rdseed,pcid,invpcid,\
-erms,fsrm,sha_ni,aes,pclmulqdq,vaes,vpclmulqdq,adx,f16c,fma,umip clocksource=jiffies";
 
 /// `${VIRGA_CACHE:-~/.cache/virga}/guest/current`.
 pub fn artifacts_dir() -> Option<PathBuf> {
@@ -38,9 +30,4 @@ pub fn artifacts(needed: &[&str]) -> Option<PathBuf> {
         dir.display()
     );
     None
-}
-
-/// kvm_pvm emulates a non-PVM guest's kernel and cannot run its user mode (MACHINE.md).
-pub fn kvm_pvm() -> bool {
-    std::path::Path::new("/sys/module/kvm_pvm").exists()
 }
