@@ -81,6 +81,11 @@ os server create --flavor demo.tiny --image demo --key-name demo \
   --user-data "$run_dir/user-data" --wait vm1 -f value -c status
 log "ACTIVE after $((($(date +%s%N) - start) / 1000000)) ms (including the client's own start-up and polling)"
 os server list
+# ACTIVE means the VMM runs the guest (as Nova); its user space may still be coming up.
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  os console log show vm1 | grep -q 'hello from cloud-init user data' && break
+  sleep 0.5
+done
 log "console log of vm1:"
 os console log show vm1
 
