@@ -20,15 +20,9 @@ use std::time::Duration;
 
 const IN_BOX_EXE: &str = "/kvmbox/bin/boot_linux";
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+#[path = "support/clock.rs"]
+mod clock;
+use clock::monotonic_ns;
 
 /// In the box: boot `runs` times with the VMM arguments in `VIRGA_BENCH_ARGS` (one per line);
 /// one `BENCH {json}` line per boot: spawn -> mark in µs and the KVM counters.

@@ -11,15 +11,9 @@ const VMM: &str = env!("CARGO_BIN_EXE_virga-vmm");
 const RUNS: usize = 50;
 const MEMORY_MIB: u64 = 128;
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only into `ts`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+#[path = "support/clock.rs"]
+mod clock;
+use clock::monotonic_ns;
 
 struct Run {
     marker: Duration,
