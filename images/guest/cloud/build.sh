@@ -44,6 +44,7 @@ mirror_state() {
 
 build_image() {
   local tmp=$1 out=$2 root=$1/root incl
+  [ "$(id -u)" -eq 0 ] || die "cloud: building the image needs root (mmdebstrap --mode=root, chroot)"
   incl=$(image_packages | paste -sd, -)
   mkdir -p "$root"
   log "cloud: mmdebstrap bookworm (kernel from $CLOUD_KERNEL_SUITE) into $root"
