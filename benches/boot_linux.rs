@@ -48,16 +48,40 @@ fn in_box() {
             .expect("spawning virga-vmm");
         // The console line init prints once user space runs: the measure for kernels without
         // /dev/port (Debian's), which cannot write the boot-progress mark.
+        // A boot that has not ended after a minute is killed and reported with its console.
+        let pid = child.id() as i32;
+        let (done, ended) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if ended.recv_timeout(Duration::from_secs(60)).is_err() {
+                // SAFETY: kill(2) on our child, which cannot have been reaped: we reap it only
+                // after this thread has been told it ended (or has fired).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
         let mut console_ready_ns = None;
+        let mut tail: Vec<String> = Vec::new();
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let Ok(line) = line else { break };
             if console_ready_ns.is_none() && line.contains("VIRGA-READY") {
                 console_ready_ns = Some(monotonic_ns() - t0);
             }
+            tail.push(line);
+            if tail.len() > 15 {
+                tail.remove(0);
+            }
         }
         let mut stderr = String::new();
         let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+        let _ = done.send(());
+        let _ = watchdog.join();
         let status = child.wait().expect("waiting for virga-vmm");
+        if status.code().is_none() {
+            println!(
+                "HUNG after 60 s, killed; the console's last lines:\n{}",
+                tail.join("\n")
+            );
+            continue;
+        }
         let timings: serde_json::Value = stderr
             .lines()
             .find_map(|l| l.strip_prefix("virga-vmm: timings "))
