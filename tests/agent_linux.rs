@@ -34,7 +34,7 @@ fn a_linux_instance_boots_its_root_overlay_and_config_drive() {
     let mut spec = host.tiny("linux1", "");
     spec.memory_mib = 128;
     spec.root_gb = 1;
-    spec.boot.kernel = dir.join("vmlinux");
+    spec.boot.kernel = Some(dir.join("vmlinux"));
     // virga.cmd=`sleep 600` (base64): init stays up after the config drive, so the VMM runs on.
     spec.boot.cmdline =
         Some("console=ttyS0 panic=0 root=/dev/vda ro virga.cmd=c2xlZXAgNjAw".into());

@@ -132,7 +132,7 @@ fn a_kernel_that_does_not_boot_fails_with_the_reason_and_keeps_the_console() {
     let junk = host.root.path().join("not-a-kernel");
     std::fs::write(&junk, b"this is not a kernel image at all").unwrap();
     let mut spec = host.tiny("bad", "");
-    spec.boot.kernel = junk.clone();
+    spec.boot.kernel = Some(junk.clone());
     let err = host.agent.spawn(&spec).unwrap_err();
     let DriverError::BootFailed { id, reason } = &err else {
         panic!("not a boot failure: {err}");
@@ -156,7 +156,7 @@ fn a_kernel_that_does_not_boot_fails_with_the_reason_and_keeps_the_console() {
 
     // A missing kernel likewise.
     let mut spec = host.tiny("missing", "");
-    spec.boot.kernel = host.root.path().join("no-such-kernel");
+    spec.boot.kernel = Some(host.root.path().join("no-such-kernel"));
     let err = host.agent.spawn(&spec).unwrap_err();
     assert!(err.to_string().contains("no-such-kernel"), "{err}");
 }

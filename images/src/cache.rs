@@ -4,7 +4,8 @@
 //!
 //! Layout under the root: `bases/<image>` (verified, never written again), `overlays/<instance>.qcow2`,
 //! `locks/<image>` (flock, one fetch at a time per base), `used/<image>` (its mtime is the last
-//! time an overlay of the base was created or removed), `tmp/` (fetches in progress).
+//! time an overlay of the base was created or removed), `boot/<image>/` (the kernel inside the
+//! base, [`BaseCache::image_boot`]), `tmp/` (fetches in progress).
 //! Which overlays use a base is read from the overlays' own headers, so it survives restarts.
 
 use crate::backend::OpenOptions;
@@ -102,6 +103,7 @@ pub struct BaseCache {
     overlays: PathBuf,
     locks: PathBuf,
     used: PathBuf,
+    boot: PathBuf,
     tmp: PathBuf,
     grace: Duration,
 }
@@ -120,6 +122,7 @@ impl BaseCache {
             overlays: root.join("overlays"),
             locks: root.join("locks"),
             used: root.join("used"),
+            boot: root.join("boot"),
             tmp: root.join("tmp"),
             grace,
         };
@@ -128,6 +131,7 @@ impl BaseCache {
             &cache.overlays,
             &cache.locks,
             &cache.used,
+            &cache.boot,
             &cache.tmp,
         ] {
             std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
@@ -342,6 +346,7 @@ impl BaseCache {
             let base = self.bases.join(&image);
             std::fs::remove_file(&base).map_err(io_err(format!("removing {}", base.display())))?;
             let _ = std::fs::remove_file(self.used.join(&image));
+            self.remove_image_boot(&image);
             // Unlinking the lock file while holding it is safe: `lock` re-checks the inode.
             let _ = std::fs::remove_file(self.locks.join(&image));
             drop(lock);
@@ -445,7 +450,9 @@ impl BaseCache {
                 .and_then(upload_pid)
                 .is_some_and(|pid| !process_alive(pid))
             {
-                let _ = std::fs::remove_file(entry.path());
+                // A fetch is a file, an image's kernel being unpacked ([`BaseCache::image_boot`]) a directory.
+                let _ = std::fs::remove_file(entry.path())
+                    .or_else(|_| std::fs::remove_dir_all(entry.path()));
             }
         }
     }
@@ -455,6 +462,9 @@ impl BaseCache {
 struct BaseLock {
     _file: File,
 }
+
+mod boot;
+pub use boot::{HostBootFiles, ImageBoot};
 
 #[cfg(test)]
 mod tests;

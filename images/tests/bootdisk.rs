@@ -559,3 +559,97 @@ fn a_gpt_without_its_protective_mbr_is_not_read() {
         "{e}"
     );
 }
+
+/// The base cache unpacks a cached image's kernel once (`boot/<image>/`), remembers an image
+/// with none and why, and drops both with their bases.
+#[test]
+fn the_base_cache_unpacks_an_images_kernel_once_and_remembers_one_without() {
+    use images::cache::{BaseCache, ImageBoot};
+    use images::store::DiskFormat;
+    use std::time::{Duration, SystemTime};
+    let t = tmp();
+    let tree = Tree::new(t.path())
+        .version("6.12.95+deb12-cloud-amd64", true)
+        .link("/vmlinuz", "boot/vmlinuz-6.12.95+deb12-cloud-amd64")
+        .link("/initrd.img", "boot/initrd.img-6.12.95+deb12-cloud-amd64");
+    let raw = disk(t.path(), "gpt", 12, &[(10, LINUX, Part::Ext4(&tree))]);
+    let qcow2 = to_qcow2(&raw);
+    let cache = BaseCache::open(t.path().join("cache"), Duration::ZERO).unwrap();
+    let copy = |from: &Path| {
+        let from = from.to_owned();
+        move |out: &mut dyn std::io::Write| {
+            std::io::copy(&mut fs::File::open(&from)?, out).map(drop)
+        }
+    };
+    let img = "0b5e6f0c-1d2e-4f3a-8b4c-5d6e7f8a9b0c";
+    // Not cached yet: a precise error, nothing unpacked.
+    let err = cache
+        .image_boot(img, DiskFormat::Qcow2, &Limits::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("not cached"), "{err}");
+    cache
+        .ensure_base(img, DiskFormat::Qcow2, copy(&qcow2))
+        .unwrap();
+    let ImageBoot::Kernel(files) = cache
+        .image_boot(img, DiskFormat::Qcow2, &Limits::default())
+        .unwrap()
+    else {
+        panic!("no kernel found");
+    };
+    assert_eq!(
+        fs::read(&files.kernel).unwrap(),
+        kernel("6.12.95+deb12-cloud-amd64")
+    );
+    let initrd_file = files.initrd.clone().expect("the initrd");
+    assert_eq!(
+        fs::read(&initrd_file).unwrap(),
+        initrd("6.12.95+deb12-cloud-amd64")
+    );
+    assert_eq!(files.root_arg, format!("root=PARTUUID={ROOT_UUID}"));
+    // Once: a second look reads the unpacked files (changing one shows it is not redone).
+    fs::write(&files.kernel, b"unpacked already").unwrap();
+    let again = cache
+        .image_boot(img, DiskFormat::Qcow2, &Limits::default())
+        .unwrap();
+    assert_eq!(again, ImageBoot::Kernel(files.clone()));
+    assert_eq!(fs::read(&files.kernel).unwrap(), b"unpacked already");
+
+    // A bare file system (no partition table, as our test root disks are): no kernel, and why.
+    let bare = t.path().join("bare.ext4");
+    fs::File::create(&bare).unwrap().set_len(4 * MIB).unwrap();
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4"])
+        .arg(&bare));
+    let plain = "9c8b7a6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+    cache
+        .ensure_base(plain, DiskFormat::Raw, copy(&bare))
+        .unwrap();
+    for _ in 0..2 {
+        match cache
+            .image_boot(plain, DiskFormat::Raw, &Limits::default())
+            .unwrap()
+        {
+            ImageBoot::NotBootable(why) => assert!(why.contains("partition table"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Hostile ids are refused before any path is made of them.
+    assert!(
+        cache
+            .image_boot("../bases", DiskFormat::Raw, &Limits::default())
+            .is_err()
+    );
+
+    // No overlay uses either base: cleanup takes the bases and what was unpacked from them.
+    let removed = cache
+        .cleanup(SystemTime::now() + Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(!files.kernel.exists() && !initrd_file.exists());
+    assert!(
+        fs::read_dir(t.path().join("cache/boot"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}

@@ -60,8 +60,9 @@ impl Host {
                 image_id: Uuid::new_v4(),
                 disk: None,
                 disk_format: "raw".into(),
-                kernel: tiny_guest::PATH.into(),
+                kernel: Some(tiny_guest::PATH.into()),
                 initrd: None,
+                kernel_from_disk: false,
                 cmdline: Some(cmdline.into()),
             },
             config_drive: ConfigDriveData {

@@ -4,7 +4,8 @@
 use super::instance::{InstanceDir, InstanceRecord, MAX_SOCKET_PATH, write_atomic};
 use super::{Agent, configdrive, ctl, process};
 use crate::compute::driver::{DriverError, InstanceSpec, Observed};
-use images::cache::CacheError;
+use images::bootdisk::Limits;
+use images::cache::{CacheError, HostBootFiles, ImageBoot};
 use images::store::DiskFormat;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -107,13 +108,10 @@ impl Agent {
                 backing_dirs: Some(Vec::new()),
             });
         }
+        let (kernel, initrd, cmdline) = self.kernel(spec)?;
         let cfg = VmConfig {
-            cmdline: spec
-                .boot
-                .cmdline
-                .clone()
-                .unwrap_or_else(|| self.cfg.default_cmdline.clone()),
-            initrd: spec.boot.initrd.clone(),
+            cmdline,
+            initrd,
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
             serial: SerialConfig::File(dir.console()),
@@ -125,7 +123,7 @@ impl Agent {
             // does; announcing them on the command line too makes Linux register each twice
             // (the second probe fails with EBUSY). Our tiny guest probes the slots itself.
             virtio_cmdline: false,
-            ..VmConfig::new(spec.boot.kernel.clone())
+            ..VmConfig::new(kernel)
         };
         let json = serde_json::to_vec_pretty(&cfg).map_err(|e| format!("VMM config: {e}"))?;
         write_atomic(&dir.vmm_config(), &json, false)
@@ -143,6 +141,44 @@ impl Agent {
             .map_err(|e| format!("writing {}: {e}", dir.record().display()))?;
         sync_in_background(dir);
         Ok(())
+    }
+
+    /// Kernel, initrd and command line: those inside the image (its base is cached by now) for
+    /// an image without `kernel_id` that holds a kernel, else the given or default kernel.
+    fn kernel(&self, spec: &InstanceSpec) -> Result<(PathBuf, Option<PathBuf>, String), String> {
+        let boot = &spec.boot;
+        let mut inside = None;
+        if boot.kernel_from_disk && boot.disk.is_some() {
+            let image = boot.image_id.to_string();
+            let format: DiskFormat = boot
+                .disk_format
+                .parse()
+                .map_err(|e| format!("image {image}: {e}"))?;
+            let found = self
+                .cache
+                .image_boot(&image, format, &Limits::default())
+                .map_err(|e| format!("looking for the kernel in image {image}: {e}"))?;
+            match found {
+                ImageBoot::Kernel(files) => {
+                    return Ok(image_kernel(files, boot.cmdline.as_deref()));
+                }
+                ImageBoot::NotBootable(why) => inside = Some(why),
+            }
+        }
+        let cmdline = || {
+            boot.cmdline
+                .clone()
+                .unwrap_or_else(|| self.cfg.default_cmdline.clone())
+        };
+        match (&boot.kernel, inside) {
+            (Some(kernel), _) => Ok((kernel.clone(), boot.initrd.clone(), cmdline())),
+            (None, why) => Err(format!(
+                "image {} has no kernel_id, no kernel of its own ({}), and this host has no \
+                 default kernel ([compute] default_kernel)",
+                boot.image_id,
+                why.as_deref().unwrap_or("it has no disk")
+            )),
+        }
     }
 
     /// The image's base in the host cache (copied from the image store once per host) and this
@@ -209,4 +245,15 @@ impl Agent {
             std::thread::sleep(Duration::from_micros(500));
         }
     }
+}
+
+/// The command line for a kernel taken from the image: the console, the image's root partition
+/// read-write, then the image's `os_command_line` if it has one (a later `root=` wins).
+fn image_kernel(files: HostBootFiles, extra: Option<&str>) -> (PathBuf, Option<PathBuf>, String) {
+    let mut cmdline = format!("console=ttyS0 {} rw", files.root_arg);
+    if let Some(extra) = extra.filter(|e| !e.trim().is_empty()) {
+        cmdline.push(' ');
+        cmdline.push_str(extra.trim());
+    }
+    (files.kernel, files.initrd, cmdline)
 }

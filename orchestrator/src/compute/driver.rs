@@ -39,10 +39,14 @@ pub struct BootSource {
     pub disk: Option<PathBuf>,
     /// The image's `disk_format` (`raw`, `qcow2`, ...).
     pub disk_format: String,
-    /// The kernel: the `kernel_id` image's file, else the host's default guest kernel.
-    pub kernel: PathBuf,
+    /// The kernel: the `kernel_id` image's file, else the host's default guest kernel (when
+    /// [`BootSource::kernel_from_disk`], only if the disk has none); `None`: neither.
+    pub kernel: Option<PathBuf>,
     /// The `ramdisk_id` image's file, if any.
     pub initrd: Option<PathBuf>,
+    /// No `kernel_id`: boot the kernel and initrd inside the root disk if it has them, with
+    /// its root partition (`images::cache::BaseCache::image_boot`), before `kernel`.
+    pub kernel_from_disk: bool,
     /// The image's `os_command_line` property, if any.
     pub cmdline: Option<String>,
 }

@@ -54,17 +54,22 @@ impl Compute {
         } else {
             Some(file(image, "root disk")?)
         };
+        // Without kernel_id an image boots the kernel it holds (as a firmware would find it),
+        // else the host's default kernel: the agent decides, it has the disk.
+        let kernel_from_disk = kernel.is_none() && !is_kernel && disk.is_some();
         let kernel = match kernel {
-            Some(k) => file(k, "kernel")?,
-            None if disk_format == "aki" => file(image, "kernel")?,
-            None if self.cfg.default_kernel.as_os_str().is_empty() => {
-                return Err(format!(
-                    "image {} has no kernel_id and this host has no default kernel ([compute] default_kernel)",
-                    image.id
-                ));
-            }
-            None => self.cfg.default_kernel.clone(),
+            Some(k) => Some(file(k, "kernel")?),
+            None if disk_format == "aki" => Some(file(image, "kernel")?),
+            None if self.cfg.default_kernel.as_os_str().is_empty() => None,
+            None => Some(self.cfg.default_kernel.clone()),
         };
+        if kernel.is_none() && !kernel_from_disk {
+            return Err(format!(
+                "image {} has no kernel_id and no disk, and this host has no default kernel \
+                 ([compute] default_kernel)",
+                image.id
+            ));
+        }
         let initrd = ramdisk.map(|r| file(r, "ramdisk")).transpose()?;
         Ok(BootSource {
             image_id: Uuid::parse_str(&image.id).unwrap_or_else(|_| Uuid::nil()),
@@ -72,6 +77,7 @@ impl Compute {
             disk_format,
             kernel,
             initrd,
+            kernel_from_disk,
             cmdline: prop("os_command_line"),
         })
     }
