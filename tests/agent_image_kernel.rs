@@ -3,7 +3,7 @@
 //! per host) and gives it `root=PARTUUID=` of that partition. Shown fast with the tiny guest
 //! (an ELF kernel, on this machine's KVM) installed as `/boot/vmlinuz-<version>` in a GPT disk
 //! made by `sfdisk` and `mke2fs -d`, as qcow2 by `qemu-img`. The Debian cloud image takes the
-//! same path in the box (tests/box_cloud_image.rs).
+//! same path in the box (tests/box_cloud.rs, through virgad; not yet in CI).
 
 mod agent_support;
 

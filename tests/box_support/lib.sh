@@ -7,7 +7,7 @@ VMM=/kvmbox/bin/virga-vmm
 # iproute2 (bridges, taps): busybox's sh would otherwise run its own, smaller `ip` applet.
 ip() { /usr/sbin/ip "$@"; }
 
-# fail WHY: say why, show every console, end the script.
+# fail WHY: say why, show every console and where each VMM's threads are, end the script.
 fail() {
   echo "BOX-FAIL $*"
   for f in /tmp/*.log; do
@@ -15,7 +15,22 @@ fail() {
     echo "== $f"
     tail -n 60 "$f"
   done
+  vm_threads
   exit 1
+}
+
+# vm_threads: every running VMM's threads, their state, wait channel and kernel stack (a
+# guest that stopped making progress: is a vCPU thread in KVM_RUN, or waiting in the VMM?).
+vm_threads() {
+  for p in /proc/[0-9]*; do
+    tr '\0' ' ' <$p/cmdline 2>/dev/null | grep -q "^$VMM " || continue
+    echo "== VMM ${p#/proc/}: $(tr '\0' ' ' <$p/cmdline | cut -c1-160)"
+    for t in $p/task/*; do
+      echo "-- ${t##*/} $(cat $t/comm 2>/dev/null) state=$(cut -d' ' -f3 $t/stat 2>/dev/null)" \
+        "utime=$(cut -d' ' -f14 $t/stat 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
+      cat $t/stack 2>/dev/null
+    done
+  done
 }
 
 # b64 TEXT: TEXT base64-encoded on one line (for the guest init's virga.cmd=).
