@@ -27,19 +27,6 @@ const KEY_COMMENT: &str = "virga-box-test";
 const API_PORT: u16 = 5000;
 const DONE_PORT: u16 = 5001;
 
-/// An ed25519 public key in OpenSSH's format (its 32 key bytes made up: cloud-init only
-/// copies and fingerprints it).
-fn public_key() -> String {
-    use base64::Engine;
-    let mut blob = Vec::new();
-    blob.extend_from_slice(&11u32.to_be_bytes());
-    blob.extend_from_slice(b"ssh-ed25519");
-    blob.extend_from_slice(&32u32.to_be_bytes());
-    blob.extend((0..32u8).map(|i| b'a' + i % 26));
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&blob);
-    format!("ssh-ed25519 {b64} {KEY_COMMENT}")
-}
-
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
@@ -262,7 +249,7 @@ fn outside(
         "cloud.small",
     ]);
     let key_file = home.path().join("key.pub");
-    let key = public_key();
+    let key = box_support::made_up_public_key(KEY_COMMENT);
     std::fs::write(&key_file, format!("{key}\n")).unwrap();
     must(&[
         "keypair",

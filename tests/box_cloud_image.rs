@@ -20,36 +20,6 @@ use std::time::{Duration, Instant};
 const HOSTNAME: &str = "virga-cloud-test";
 const KEY_COMMENT: &str = "virga-box-test";
 
-/// An ed25519 public key in OpenSSH's format (its 32 key bytes made up: cloud-init only
-/// copies and fingerprints it).
-fn public_key() -> String {
-    let mut blob = Vec::new();
-    blob.extend_from_slice(&11u32.to_be_bytes());
-    blob.extend_from_slice(b"ssh-ed25519");
-    blob.extend_from_slice(&32u32.to_be_bytes());
-    blob.extend((0..32u8).map(|i| b'a' + i % 26));
-    format!("ssh-ed25519 {} {KEY_COMMENT}", base64(&blob))
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                A[(n >> (18 - 6 * i) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
 #[test]
 #[ignore = "passed 2 of 5 runs on a loaded machine (a box kernel panic, a silent box, docs/cloud-image.md): \
             run it with `cargo test --test box_cloud_image -- --ignored` until it is steady"]
@@ -90,7 +60,7 @@ fn debian_cloud_image_boots_its_own_kernel_and_cloud_init_configures_it_from_the
     assert!(out.status.success(), "{out:?}");
 
     // The config drive, as Nova lays it out.
-    let key = public_key();
+    let key = box_support::made_up_public_key(KEY_COMMENT);
     let meta = serde_json::json!({
         "uuid": "6f4b2c1e-8d3a-4f5b-9c7e-1a2b3c4d5e6f",
         "name": HOSTNAME,

@@ -175,3 +175,16 @@ pub fn cmd_output(log: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// An ed25519 public key in OpenSSH's format with `comment` (its 32 key bytes made up:
+/// cloud-init only copies and fingerprints it).
+pub fn made_up_public_key(comment: &str) -> String {
+    use base64::Engine;
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&11u32.to_be_bytes());
+    blob.extend_from_slice(b"ssh-ed25519");
+    blob.extend_from_slice(&32u32.to_be_bytes());
+    blob.extend((0..32u8).map(|i| b'a' + i % 26));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&blob);
+    format!("ssh-ed25519 {b64} {comment}")
+}
