@@ -10,13 +10,15 @@ use std::sync::Arc;
 #[cfg(test)]
 use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, channel, sync_channel};
 use std::thread::{self, JoinHandle};
 
 /// Bytes per block handed to the hashing threads.
 const BLOCK: usize = 1 << 20;
 /// Blocks per hasher: one being filled, the others queued or being hashed.
 const POOL: usize = 4;
+/// How long the caller waits for a block before it checks whether a worker has ended.
+const ENDED_WORKER_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Why parallel hashing failed.
 #[derive(Debug, thiserror::Error)]
@@ -253,14 +255,30 @@ impl ParallelHasher {
             return Ok(Vec::with_capacity(BLOCK));
         }
         loop {
-            // Each worker holds a sender: this fails only once both are gone, so no hang.
-            let Ok(block) = self.returned.recv() else {
-                let i = self
-                    .workers
-                    .iter()
-                    .position(|w| w.thread.is_some())
-                    .unwrap_or(0);
-                return Err(self.fail(i));
+            // Each worker holds a sender, so `recv` alone could wait forever: when one worker
+            // returns a block the other still holds and that other then dies, nobody returns
+            // it. A worker that ended before the stream did is therefore looked for whenever
+            // no block comes back for a while.
+            let block = match self.returned.recv_timeout(ENDED_WORKER_POLL) {
+                Ok(block) => block,
+                Err(RecvTimeoutError::Timeout) => {
+                    let ended = self
+                        .workers
+                        .iter()
+                        .position(|w| w.thread.as_ref().is_some_and(JoinHandle::is_finished));
+                    match ended {
+                        Some(i) => return Err(self.fail(i)),
+                        None => continue,
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let i = self
+                        .workers
+                        .iter()
+                        .position(|w| w.thread.is_some())
+                        .unwrap_or(0);
+                    return Err(self.fail(i));
+                }
             };
             // The first worker to return a block finds the other still holding it.
             if let Ok(mut v) = Arc::try_unwrap(block) {
