@@ -200,8 +200,10 @@ fn balloon_inflate_and_deflate_show_in_the_guest_and_in_the_vmm_rss() {
     let script = format!(
         r#"vm_start bal --kernel {BZIMAGE} --initrd {INITRAMFS} --vcpus 2 --memory 512 --balloon \
              --cmdline '{CMDLINE} {guest}'
-        vm_wait bal MEM 120
-        last_mem() {{ grep '^MEM ' /tmp/bal.log | tail -n 1 | cut -d' ' -f2; }}
+        vm_wait bal MEM 120; sleep 1.2
+        # The newest complete MEM line: the last one may be half written (the console is
+        # written a byte at a time), so the one before it.
+        last_mem() {{ grep '^MEM ' /tmp/bal.log | sed '$d' | tail -n 1 | cut -d' ' -f2; }}
         # balloon_until PAGES: until the driver holds that many 4 KiB pages.
         balloon_until() {{
           i=0
