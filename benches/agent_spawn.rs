@@ -9,6 +9,8 @@
 //! `cargo bench --bench agent_spawn` (`AGENT_BENCH_RUNS`, default 40; `AGENT_BENCH_VMS`,
 //! default 10). Without /dev/kvm it says so and exits.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 #[path = "../tests/agent_support/mod.rs"]
 mod agent_support;
 

@@ -2,6 +2,8 @@
 //! a 1 GiB file against this machine's raw disk write speed (dd with conv=fdatasync on the same
 //! file system). A real `virgad` (release build) on loopback serves the HTTP figures.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 #[path = "../tests/cloud_support/mod.rs"]
 mod cloud_support;
 

@@ -10,6 +10,8 @@
 //! box (`VIRGA_BENCH_IN_BOX=1`) it spawns the VMM and times it, because busybox has no clock
 //! finer than 10 ms. Figures and where the time goes: docs/kvmbox.md.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 #[path = "../tests/box_support/mod.rs"]
 mod box_support;
 

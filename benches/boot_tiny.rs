@@ -3,6 +3,8 @@
 //! own share (spawn to first KVM_RUN), and the VMM's memory overhead after boot (RSS minus
 //! the guest memory the guest touched). Targets: ≤ 5 ms to marker, ≤ 10 ms to exit, ≤ 3 MiB.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! concurrent creates: instances per second, and the daemon's CPU time and peak RSS meanwhile;
 //! and the RSS of one running VMM. A real `virgad` (release build) with the real agent.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 #[path = "../tests/cloud_support/mod.rs"]
 mod cloud_support;
 

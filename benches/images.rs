@@ -9,8 +9,10 @@
 //!
 //! Run: `cargo bench --bench images` (VIRGA_BENCH_MIB sets the disk size, default 512).
 
-use images::create::{Qcow2Options, create_qcow2, create_raw};
-use images::{BlockBackend, OpenOptions, open_disk};
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use disk::create::{Qcow2Options, create_qcow2, create_raw};
+use disk::{BlockBackend, OpenOptions, open_disk};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;

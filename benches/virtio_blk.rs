@@ -5,6 +5,8 @@
 //! random IOPS. The guest never touches the data, so its figures are request-rate bound: on
 //! kvm_pvm every guest instruction is emulated (docs/devices.md).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 #[path = "../tests/vmm_support/mod.rs"]
 mod vmm_support;
 

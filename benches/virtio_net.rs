@@ -3,6 +3,8 @@
 //! guest, which echoes each one in place; MiB/s each way. Needs root, `ip`, /dev/net/tun.
 //! (TCP with iperf3 needs a Linux guest with a user space, which kvm_pvm does not run.)
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 #[path = "../tests/vmm_support/mod.rs"]
 mod vmm_support;
 

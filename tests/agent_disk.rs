@@ -3,6 +3,8 @@
 //! stands alone, and destroy removing the overlay's registration. Checked with the real
 //! `qemu-img` and `isoinfo`.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod agent_support;
 
 use agent_support::{Host, kvm_available};

@@ -5,6 +5,8 @@
 //! made by `sfdisk` and `mke2fs -d`, as qcow2 by `qemu-img`. The Debian cloud image takes the
 //! same path in the box (tests/box_cloud.rs, through virgad; not yet in CI).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod agent_support;
 
 use agent_support::{Host, kvm_available};

@@ -2,6 +2,8 @@
 //! kernel: spawn to ready, stop/start, soft and hard reboot, pause and suspend (the guest really
 //! stops), console output, destroy leaving nothing behind.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod agent_support;
 
 use agent_support::{Host, alive, count, kvm_available};

@@ -7,6 +7,8 @@
 //! This machine's kvm_pvm cannot run Linux user space (ARCHITECTURE.md), so there the test
 //! runs itself in the box (scripts/kvmbox, a real KVM under TCG) and checks that it passed.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod agent_support;
 mod kvmbox;
 mod linux_guest;

@@ -7,6 +7,8 @@
 //! This test process makes itself a child subreaper so the orphaned VMMs are reparented to it
 //! (not to PID 1, which does not reap here) and can be reaped at the end.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod agent_support;
 
 use agent_support::{Host, alive, kill, kvm_available};

@@ -1,6 +1,8 @@
 //! VMMs outlive the agent and are adopted by a new one with the same pids; a VMM that dies is
 //! noticed at once (subscription) and classified: power-off, crash with its cause, boot failure.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod agent_support;
 
 use agent_support::{Host, alive, kill, kvm_available};

@@ -2,6 +2,8 @@
 //! guests (the tiny test guest): exact 2.1 schemas, microversion headers, errors, quotas, the
 //! scheduler's filters, the server lifecycle, restart adoption and the power-state sync.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod cloud_support;
 
 use std::collections::BTreeSet;

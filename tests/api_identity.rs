@@ -1,6 +1,8 @@
 //! Identity v3 against a real `virgad` over HTTP: every endpoint the clients use, and each error
 //! status (400, 401, 403, 404, 409, 413) in OpenStack's JSON shape.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod cloud_support;
 
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! qcow2 files made by `qemu-img`), download, list with filters and paging, both JSON-patch
 //! dialects, tags, members and visibility, and each error status.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod cloud_support;
 
 use cloud_support::{Api, Cloud, Options, digest, make_qcow2};

@@ -1,13 +1,15 @@
 //! The cloud path end to end in the box: `virgad` (every role, its embedded database) runs
 //! inside the box (scripts/kvmbox, a real KVM under QEMU's TCG), its API forwarded to
 //! 127.0.0.1 here, and the real `openstack` client from outside registers the Debian cloud
-//! image (images/guest/cloud/build.sh) with no `kernel_id` (its bytes PUT by curl inside the
+//! image (guest/cloud/build.sh) with no `kernel_id` (its bytes PUT by curl inside the
 //! box: QEMU's forward is slow), creates a server from it and deletes it.
 //! The server goes ACTIVE once its VMM runs (as Nova's does); the agent boots the kernel inside
 //! the image (`images::bootdisk` via the base cache) with `root=PARTUUID=`; cloud-init reads the
 //! config drive, sets the host name, installs the key for `debian` and runs the user data's
 //! `runcmd`; systemd reaches multi-user.target and starts a getty on ttyS0; all of it is read
 //! with `openstack console log show`. Delete leaves no VMM, instance directory or overlay.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod box_support;
 #[allow(dead_code)] // the admin helpers use another password

@@ -1,4 +1,4 @@
-//! The Debian cloud image (images/guest/cloud/build.sh, docs/cloud-image.md) booted under
+//! The Debian cloud image (guest/cloud/build.sh, docs/cloud-image.md) booted under
 //! `virga-vmm` in the box (a real KVM under QEMU's TCG), the way an image without `kernel_id`
 //! boots: the kernel and initrd taken from the image itself on the host (`images::bootdisk`),
 //! the root given by its PARTUUID, a qcow2 overlay over the image, and a config drive written by
@@ -6,11 +6,13 @@
 //! the default user `debian` and run the user data's `runcmd`; systemd must reach
 //! multi-user.target and start a getty on ttyS0; all of it is read from the console.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod box_support;
 
 use box_support::kvmbox::{self, Spec};
 use box_support::linux_guest;
-use images::OpenOptions;
+use disk::OpenOptions;
 use images::bootdisk::{Limits, find_boot_files};
 use images::configdrive::{CONFIG_DRIVE_LABEL, write_iso};
 use std::path::Path;
@@ -35,7 +37,7 @@ fn debian_cloud_image_boots_its_own_kernel_and_cloud_init_configures_it_from_the
     let t = Instant::now();
     let boot = find_boot_files(
         &image,
-        &OpenOptions::new().format(images::Format::Qcow2),
+        &OpenOptions::new().format(disk::Format::Qcow2),
         &Limits::default(),
     )
     .unwrap_or_else(|e| panic!("{}: {e}", image.display()));

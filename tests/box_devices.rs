@@ -4,6 +4,8 @@
 //! server on the box's bridge, then TCP both ways with throughput figures; the balloon
 //! inflating and deflating as the guest (its MemTotal) and the host (the VMM's RSS) see it.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod box_support;
 
 use box_support::*;

@@ -4,6 +4,8 @@
 //! Each test is one box run (about 8 s to start) whose script drives the guests inside with the
 //! helpers of tests/box_support/lib.sh; the test then checks what the script printed.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod box_support;
 
 use box_support::*;

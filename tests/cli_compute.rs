@@ -4,6 +4,8 @@
 //! Actions are issued with the client; their end states are read over HTTP (each client run
 //! costs seconds here, a poll over HTTP milliseconds).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod cloud_support;
 
 use cloud_support::cli::{Client, openstack_or_skip};

@@ -2,6 +2,8 @@
 //! scripts/setup.d/30-openstack-client.sh builds) against a real `virgad`: the command
 //! list, outputs parsed from `-f json`, and a second user who sees public images only.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod cloud_support;
 
 use std::path::Path;
@@ -122,7 +124,7 @@ fn openstack_cli_drives_identity_and_image() {
         "{eps}"
     );
 
-    // The guest root filesystem built by images/guest/build.sh when it exists; else a qcow2
+    // The guest root filesystem built by guest/build.sh when it exists; else a qcow2
     // made here with qemu-img (the image path is the same either way).
     let rootfs = std::env::var_os("HOME")
         .map(|h| Path::new(&h).join(".cache/virga/guest/current/rootfs.qcow2"))

@@ -2,6 +2,8 @@
 //! to `virga-vmm`, read by the tiny guest, which prints the hostname, the key and the user data
 //! and runs the `#tiny` script.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod vmm_support;
 
 use images::configdrive::{CONFIG_DRIVE_LABEL, write_iso};

@@ -1,6 +1,8 @@
 //! Bad input to `virga-vmm`: each gets one line on stderr naming the problem and exit
 //! status 1; never a panic or a hang.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod vmm_support;
 
 use std::io::Write;

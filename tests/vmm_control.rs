@@ -1,6 +1,8 @@
 //! The control socket against a running tiny guest: info, pause/resume (a paused guest makes
 //! no progress), shutdown (Ctrl-Alt-Del through the i8042), kill.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod vmm_support;
 
 use std::time::Duration;

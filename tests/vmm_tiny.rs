@@ -1,6 +1,8 @@
 //! `virga-vmm` with the tiny ring-0 guest on /dev/kvm: console, exit statuses, memory and
 //! vCPUs, serial back ends, JSON config.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod vmm_support;
 
 use std::time::Duration;

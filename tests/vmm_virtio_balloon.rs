@@ -2,6 +2,8 @@
 //! inflates and deflates on `balloon_set`, the VMM's RSS drops by at least 48 MiB when 64 MiB
 //! are inflated, `balloon_stats` reports the guest's numbers; rng hands out random bytes.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod vmm_support;
 
 use tiny_guest::MARKER;

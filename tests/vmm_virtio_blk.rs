@@ -3,6 +3,8 @@
 //! a qcow2 overlay reads its base and writes only into itself (qemu-img check clean); the
 //! control socket's counters, drive_update and flush (unflushed guest writes reach the file).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod vmm_support;
 
 use std::time::Duration;

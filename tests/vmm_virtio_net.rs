@@ -4,6 +4,8 @@
 //! hash is the same both ways. Needs root, `ip` and /dev/net/tun (else SKIPPED; a failure
 //! under CI=true).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod vmm_support;
 
 use vmm::control::Request;

@@ -2,6 +2,8 @@
 //! handlers are driven over an in-memory guest exactly as in the unit tests, and timed.
 //! Run: `cargo bench -p devices --bench virtio_cost`.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,7 +14,7 @@ use devices::virtio::block::request::{Limits, SegmentLimits};
 use devices::virtio::net::{FrameIo, NetQueues};
 use devices::virtio::rng::RngQueue;
 use devices::virtio::{Memory, VirtioInterrupt};
-use images::{BlockBackend, BlockResult};
+use disk::{BlockBackend, BlockResult};
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::mock::{AvailRing, DescriptorTable};

@@ -2,6 +2,8 @@
 //! `write_iso`, including the two fsyncs (file, directory) that make it durable. `cargo bench -p images
 //! --bench configdrive`.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use images::configdrive::{CONFIG_DRIVE_LABEL, write_iso};
 use std::time::{Duration, Instant};
 

@@ -8,12 +8,12 @@
 //! base, [`BaseCache::image_boot`]), `tmp/` (fetches in progress).
 //! Which overlays use a base is read from the overlays' own headers, so it survives restarts.
 
-use crate::backend::OpenOptions;
-use crate::create::{CreateError, Qcow2Options, create_qcow2, sync_parent};
-use crate::info::{InfoError, info};
-use crate::probe::Format;
-use crate::qcow2::Qcow2Header;
 use crate::store::{DiskFormat, VerifyError, process_alive, upload_pid, valid_id, verify};
+use disk::backend::OpenOptions;
+use disk::create::{CreateError, Qcow2Options, create_qcow2, sync_parent};
+use disk::info::{InfoError, info};
+use disk::probe::Format;
+use disk::qcow2::Qcow2Header;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::AsRawFd;

@@ -1,8 +1,8 @@
 //! Converting between raw and qcow2, keeping the result sparse.
 
-use crate::backend::{BlockBackend, BlockStatus, OpenError, OpenOptions, open_disk};
-use crate::create::{CreateError, Qcow2Options, create_qcow2, create_raw};
-use crate::probe::Format;
+use disk::backend::{BlockBackend, BlockStatus, OpenError, OpenOptions, open_disk};
+use disk::create::{CreateError, Qcow2Options, create_qcow2, create_raw};
+use disk::probe::Format;
 use std::io;
 use std::path::{Path, PathBuf};
 

@@ -1,20 +1,11 @@
-//! Disk images for the VMM and the orchestrator: raw and qcow2, overlays, the image store.
+//! Images for the control plane: the image store, the per-host base cache with its overlays,
+//! the config drive writer, conversion between formats, hashing, and reading a cloud image's
+//! own kernel (`bootdisk`). The formats themselves (raw, qcow2, probing, the block back ends)
+//! are the `disk` crate, which the devices use alone.
 
-pub mod backend;
 pub mod bootdisk;
 pub mod cache;
 pub mod checksum;
 pub mod configdrive;
 pub mod convert;
-pub mod create;
-pub mod info;
-pub mod probe;
-pub mod qcow2;
-pub mod readat;
 pub mod store;
-
-pub use backend::{
-    BlockBackend, BlockResult, BlockStatus, OpenError, OpenOptions, Qcow2Backend, RawBackend,
-    open_disk,
-};
-pub use probe::{Format, probe};

@@ -3,7 +3,9 @@
 //! `qemu-img convert`); and hostile variants, each refused with its own error.
 //! Needs `fdisk`, `e2fsprogs`, `qemu-utils` (scripts/packages/cloudimage.txt).
 
-use images::OpenOptions;
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use disk::OpenOptions;
 use images::bootdisk::{BootDiskError, Limits, TableKind, find_boot_files};
 use std::fs;
 use std::os::unix::fs::symlink;

@@ -2,6 +2,8 @@
 //! and Linux's isofs through a loop mount where the kernel has it. Packages:
 //! `scripts/packages/configdrive.txt`.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use images::configdrive::{CONFIG_DRIVE_LABEL, write_iso};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStringExt;

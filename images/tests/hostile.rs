@@ -1,11 +1,14 @@
 //! Hostile images, made with the real qemu-img and then patched, are refused with their reason:
 //! by open_disk (what the VMM uses) and by the image store (what uploads go through).
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+#[path = "../../disk/tests/common/mod.rs"]
 mod common;
 
 use common::{ok, p, qemu_img};
+use disk::{Format, OpenOptions, open_disk};
 use images::store::{DiskFormat, ImageStore, StoreError};
-use images::{Format, OpenOptions, open_disk};
 use std::path::{Path, PathBuf};
 
 struct Case {

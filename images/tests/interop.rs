@@ -1,11 +1,14 @@
 //! Interoperability with the real qemu-img, both ways.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+#[path = "../../disk/tests/common/mod.rs"]
 mod common;
 
 use common::{assert_check_clean, assert_same, ok, p, pattern, qemu_img};
+use disk::create::{Qcow2Options, create_qcow2, create_raw, resize};
+use disk::{BlockBackend, Format, OpenOptions, RawBackend, open_disk};
 use images::convert::{ConvertError, ConvertStats, convert};
-use images::create::{Qcow2Options, create_qcow2, create_raw, resize};
-use images::{BlockBackend, Format, OpenOptions, RawBackend, open_disk};
 use std::path::Path;
 
 const MIB: u64 = 1 << 20;
@@ -255,13 +258,13 @@ fn convert_round_trips_and_stays_sparse() {
     );
     assert_check_clean(&q);
     assert_same(&q, &src);
-    let info = images::info::info(&q).unwrap();
+    let info = disk::info::info(&q).unwrap();
     assert!(info.allocated_size < 2 * MIB, "qcow2 stays small: {info:?}");
 
     let back = dir.path().join("back.raw");
     conv(&q, &back, Format::Raw).unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&src).unwrap());
-    let allocated = images::info::info(&back).unwrap().allocated_size;
+    let allocated = disk::info::info(&back).unwrap().allocated_size;
     assert!(
         allocated < 2 * MIB,
         "raw result is sparse: {allocated} bytes allocated"
@@ -290,7 +293,7 @@ fn info_reports_what_qemu_img_reports() {
         "create -f qcow2 -o compat=0.10 -b b.qcow2 -F qcow2 {}",
         p(&ov)
     ));
-    let i = images::info::info(&base).unwrap();
+    let i = disk::info::info(&base).unwrap();
     let q = i.qcow2.as_ref().unwrap();
     assert_eq!((i.format, i.virtual_size), (Format::Qcow2, 5 << 30));
     assert_eq!(
@@ -298,7 +301,7 @@ fn info_reports_what_qemu_img_reports() {
         (3, 128 * 1024, 32)
     );
     assert!(q.lazy_refcounts && !q.dirty && !q.corrupt);
-    let chain = images::info::backing_chain(&ov, &[dir.path().to_owned()]).unwrap();
+    let chain = disk::info::backing_chain(&ov, &[dir.path().to_owned()]).unwrap();
     assert_eq!(chain.len(), 2);
     let top = chain[0].info.qcow2.as_ref().unwrap();
     assert_eq!(top.version, 2);
@@ -308,7 +311,7 @@ fn info_reports_what_qemu_img_reports() {
     );
     assert_eq!(chain[0].info.virtual_size, 5 << 30);
     assert!(
-        images::info::backing_chain(&ov, &[]).is_err(),
+        disk::info::backing_chain(&ov, &[]).is_err(),
         "untrusted chains are not followed"
     );
 }

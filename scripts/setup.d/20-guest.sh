@@ -3,4 +3,4 @@
 # the cache already holds builds of the current inputs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-exec "$root/images/guest/build.sh" all
+exec "$root/guest/build.sh" all

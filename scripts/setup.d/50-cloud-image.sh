@@ -4,4 +4,4 @@
 # when the cache already holds a build of the current inputs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-exec "$root/images/guest/cloud/build.sh"
+exec "$root/guest/cloud/build.sh"

@@ -1,5 +1,5 @@
 //! What every Linux boot in the tests and benches shares: the guest artifacts that
-//! `images/guest/build.sh` (run by `scripts/setup.sh`) leaves in `~/.cache/virga/guest/current/`.
+//! `guest/build.sh` (run by `scripts/setup.sh`) leaves in `~/.cache/virga/guest/current/`.
 
 #![allow(dead_code)] // each test and bench uses its own part
 

@@ -1,7 +1,7 @@
 //! The device/event thread: one epoll loop (event-manager) over serial input and the virtio
 //! devices (their queue eventfds, which KVM signals as ioeventfds, and taps).
 
-use crate::device_manager::{SerialInput, SocketOut};
+use crate::legacy_devices::{SerialInput, SocketOut};
 use devices::legacy::Serial;
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use std::io::Read;
@@ -53,8 +53,9 @@ pub fn spawn(
 
 /// Whether epoll can watch stdin: not a regular file, not /dev/null (as under CI or a bench).
 fn stdin_pollable() -> bool {
-    // SAFETY: fstat writes only into `st`; fd 0 may be closed, which fstat reports.
+    // SAFETY: `stat` is plain old data, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes only into `st`; fd 0 may be closed, which fstat reports.
     if unsafe { libc::fstat(0, &mut st) } != 0 {
         return false;
     }

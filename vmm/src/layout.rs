@@ -34,8 +34,6 @@ pub const MMIO_HOLE_END: u64 = 0x1_0000_0000;
 pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
 /// Local APIC registers.
 pub const LAPIC_ADDR: u32 = 0xfee0_0000;
-/// Smallest guest the VMM builds: low memory tables plus room for a kernel.
-pub const MIN_MEMORY: u64 = 2 << 20;
 
 /// RAM ranges for `size` bytes of guest memory: below the MMIO hole, then above 4 GiB.
 pub fn ram_regions(size: u64) -> Vec<(GuestAddress, u64)> {

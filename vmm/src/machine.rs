@@ -4,7 +4,7 @@
 use crate::boot::{self, BootError, mptable};
 use crate::config::{ConfigError, OnReset, SerialConfig, VmConfig};
 use crate::control::{self, BootTimes, ControlError, Request, Response, VmInfo};
-use crate::device_manager::{DeviceError, Legacy, remove_socket};
+use crate::legacy_devices::{DeviceError, Legacy, remove_socket};
 use crate::state::{self, Shared, StopReason};
 use crate::vcpu::{Vcpu, VcpuError};
 use crate::virtio::{VirtioDevices, VirtioError};

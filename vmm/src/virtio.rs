@@ -3,7 +3,7 @@
 //! irqfds, and served by the event thread. The control socket reaches them through here.
 
 use crate::config::{DriveConfig, DriveFormat, NetConfig, VmConfig};
-use crate::control::{BalloonInfo, DeviceCounters};
+use crate::control::{BalloonInfo, DeviceCounters, GuestMemoryStats};
 use devices::bus::{Bus, BusError};
 use devices::virtio::balloon::{Balloon, BalloonConfig, MadviseReleaser};
 use devices::virtio::block::{Block, BlockConfig};
@@ -11,8 +11,8 @@ use devices::virtio::mmio::{MMIO_WINDOW, MmioTransport};
 use devices::virtio::net::{self, Net, Tap};
 use devices::virtio::rng::Rng;
 use devices::virtio::{Counters, EventFdInterrupt, VirtioDevice};
+use disk::{BlockBackend, Format, OpenOptions};
 use event_manager::MutEventSubscriber;
-use images::{BlockBackend, Format, OpenOptions};
 use kvm_ioctls::{IoEventAddress, VmFd};
 use std::collections::BTreeMap;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -46,15 +46,12 @@ const STATS_WAIT: Duration = Duration::from_secs(1);
 pub enum VirtioError {
     /// A drive's image could not be opened.
     #[error("drive {id}: {source}")]
-    Disk {
-        id: String,
-        source: images::OpenError,
-    },
+    Disk { id: String, source: disk::OpenError },
     /// A drive's backing file lies outside its trusted directories (or is otherwise refused).
     #[error("drive {id}: {source} (backing_dirs: {dirs})")]
     Backing {
         id: String,
-        source: Box<images::OpenError>,
+        source: Box<disk::OpenError>,
         /// The directories, listed.
         dirs: String,
     },
@@ -156,14 +153,14 @@ pub fn open_drive(
     format: Option<DriveFormat>,
     read_only: bool,
     backing_dirs: &[PathBuf],
-) -> Result<Arc<dyn BlockBackend>, images::OpenError> {
+) -> Result<Arc<dyn BlockBackend>, disk::OpenError> {
     let mut opts = OpenOptions::new().read_only(read_only);
     opts.trusted_backing_dirs = backing_dirs.to_vec();
     opts.format = format.map(|f| match f {
         DriveFormat::Raw => Format::Raw,
         DriveFormat::Qcow2 => Format::Qcow2,
     });
-    Ok(Arc::from(images::open_disk(path, &opts)?))
+    Ok(Arc::from(disk::open_disk(path, &opts)?))
 }
 
 /// Opens `path` for drive `d` (its own image, or a `drive_update` one), naming the drive and,
@@ -175,7 +172,7 @@ fn open(
 ) -> Result<Arc<dyn BlockBackend>, VirtioError> {
     let dirs = d.trusted_backing_dirs(path);
     open_drive(path, format, d.read_only, &dirs).map_err(|source| match source {
-        images::OpenError::Backing { .. } => VirtioError::Backing {
+        disk::OpenError::Backing { .. } => VirtioError::Backing {
             id: d.id.clone(),
             source: Box::new(source),
             dirs: if dirs.is_empty() {
@@ -192,6 +189,23 @@ fn open(
             source,
         },
     })
+}
+
+/// The balloon's statistics in the control protocol's form (the same fields: the device's
+/// type carries no serde, the protocol's no parsing).
+fn wire_stats(s: devices::virtio::balloon::GuestMemoryStats) -> GuestMemoryStats {
+    GuestMemoryStats {
+        swap_in: s.swap_in,
+        swap_out: s.swap_out,
+        major_faults: s.major_faults,
+        minor_faults: s.minor_faults,
+        free_memory: s.free_memory,
+        total_memory: s.total_memory,
+        available_memory: s.available_memory,
+        disk_caches: s.disk_caches,
+        hugetlb_allocations: s.hugetlb_allocations,
+        hugetlb_failures: s.hugetlb_failures,
+    }
 }
 
 fn open_tap(n: &NetConfig) -> Result<Tap, VirtioError> {
@@ -251,7 +265,7 @@ impl VirtioDevices {
         for n in &cfg.nets {
             let tap = open_tap(n)?;
             let config = net::NetConfig {
-                mac: n.parsed_mac()?,
+                mac: n.parsed_mac()?.map(net::MacAddr),
                 queue_size: QUEUE_SIZE,
             };
             let nic = Net::new(Box::new(tap), config).map_err(|source| VirtioError::Net {
@@ -435,7 +449,7 @@ impl VirtioDevices {
             inflated_pages: s.pages.inflated,
             reported_bytes: s.pages.reported_bytes,
             errors: s.pages.errors,
-            stats: s.stats,
+            stats: s.stats.map(wire_stats),
         })
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use devices::virtio::block::request::{Limits, SegmentLimits};
 use devices::virtio::block::BlockQueue;
 use devices_fuzz::{interrupt, memory, queue};
-use images::{BlockBackend, BlockResult};
+use disk::{BlockBackend, BlockResult};
 use libfuzzer_sys::fuzz_target;
 
 /// A 64 KiB disk in memory (fuzz double for a raw file).

@@ -20,7 +20,7 @@ mod table;
 
 pub use table::{Partition, Table, TableKind, read_table};
 
-use crate::backend::{BlockBackend, OpenError, OpenOptions, open_disk};
+use disk::backend::{BlockBackend, OpenError, OpenOptions, open_disk};
 use ext4_view::{Ext4, Ext4Error, Ext4Read};
 use std::cmp::Ordering;
 use std::io;

@@ -4,7 +4,7 @@
 //! command line.
 
 use super::{BootDiskError, DiskCursor, io_at};
-use crate::backend::BlockBackend;
+use disk::backend::BlockBackend;
 use std::io::{Read, Seek, SeekFrom};
 
 /// Sector size of the tables we read: virtio-blk's logical block.

@@ -5,11 +5,11 @@
 //! this; it goes when the base goes ([`BaseCache::cleanup`]).
 
 use super::{BaseCache, CacheError, FETCH_SEQ, check, io_err};
-use crate::backend::OpenOptions;
 use crate::bootdisk::{BootDiskError, Limits, find_boot_files, write_boot_files};
-use crate::create::sync_parent;
-use crate::probe::Format;
 use crate::store::DiskFormat;
+use disk::backend::OpenOptions;
+use disk::create::sync_parent;
+use disk::probe::Format;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::backend::open_disk;
+use disk::backend::open_disk;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
@@ -46,7 +46,7 @@ fn a_base_is_fetched_once_even_under_concurrency() {
 fn hostile_or_failed_fetches_leave_no_base() {
     let dir = tempfile::tempdir().unwrap();
     let cache = BaseCache::open(dir.path(), HOUR).unwrap();
-    let qcow = crate::qcow2::tests::tiny_image();
+    let qcow = disk::qcow2::sample::tiny_image();
     let err = cache
         .ensure_base("disguised", DiskFormat::Raw, |w| w.write_all(&qcow))
         .unwrap_err();
@@ -101,7 +101,7 @@ fn overlays_grow_to_the_disk_size_and_read_the_base() {
     }
     // Without trusting the bases directory, the overlay's backing file is refused.
     assert!(open_disk(&overlay, &OpenOptions::new()).is_err());
-    let chain = crate::info::backing_chain(&overlay, &[cache.bases_dir().to_owned()]).unwrap();
+    let chain = disk::info::backing_chain(&overlay, &[cache.bases_dir().to_owned()]).unwrap();
     assert_eq!(chain.len(), 2);
     assert_eq!(chain[1].info.format, Format::Raw);
     // The base itself is never written.
@@ -164,7 +164,7 @@ fn unused_bases_go_after_the_grace_period() {
 fn qcow2_bases_are_validated_and_chained() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.qcow2");
-    crate::create::create_qcow2(&src, 4 * MIB, &Qcow2Options::default()).unwrap();
+    disk::create::create_qcow2(&src, 4 * MIB, &Qcow2Options::default()).unwrap();
     {
         let d = open_disk(&src, &OpenOptions::new()).unwrap();
         d.write_at(&[3u8; 65536], MIB).unwrap();

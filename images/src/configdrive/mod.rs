@@ -12,7 +12,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::create::sync_parent;
+use disk::create::sync_parent;
 use layout::SECTOR;
 use time::Timestamp;
 use tree::Tree;

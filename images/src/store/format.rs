@@ -1,8 +1,8 @@
 //! The image service's disk formats, and the check that content is what its owner claims.
 
-use crate::probe::{self, Format};
-use crate::qcow2::{Policy, validate};
-use crate::readat::ReadAt;
+use disk::probe::{self, Format};
+use disk::qcow2::{Policy, validate};
+use disk::readat::ReadAt;
 use std::fmt;
 use std::str::FromStr;
 
@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn raw_claims_refuse_other_formats() {
-        let mut qcow = crate::qcow2::tests::tiny_image();
+        let mut qcow = disk::qcow2::sample::tiny_image();
         for claimed in [
             DiskFormat::Raw,
             DiskFormat::Aki,

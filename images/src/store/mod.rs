@@ -7,7 +7,7 @@ mod format;
 pub use format::{DiskFormat, UnknownDiskFormat, Verified, VerifyError, verify};
 
 use crate::checksum::{HashError, ParallelHasher};
-use crate::create::sync_parent;
+use disk::create::sync_parent;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

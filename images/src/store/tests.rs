@@ -1,6 +1,6 @@
 use super::*;
 use crate::checksum::digest_reader;
-use crate::create::{Qcow2Options, create_qcow2};
+use disk::create::{Qcow2Options, create_qcow2};
 
 fn store(dir: &Path) -> ImageStore {
     ImageStore::open(dir, 64 << 20).unwrap()
@@ -77,7 +77,7 @@ fn refusals_leave_nothing_behind() {
         Err(StoreError::TooLarge { limit: 100_000 })
     ));
 
-    let qcow = crate::qcow2::tests::tiny_image();
+    let qcow = disk::qcow2::sample::tiny_image();
     let s = store(dir.path());
     let err = upload(&s, "disguised", &qcow, DiskFormat::Raw).unwrap_err();
     assert!(

@@ -1,11 +1,11 @@
 //! A control-socket client with short time limits: the agent must never hang on a VMM that
-//! stopped answering (`vmm::control::send` waits up to 30 s).
+//! stopped answering (`vmm_contract::control::send` waits up to 30 s).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use vmm::control::{Request, Response, VmInfo};
+use vmm_contract::control::{Request, Response, VmInfo};
 
 /// How long a request may take; `pause` waits up to 5 s inside the VMM for its vCPUs.
 pub const TIMEOUT: Duration = Duration::from_secs(7);
@@ -97,8 +97,8 @@ pub fn ready_us(info: &VmInfo) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmm::control::{BootTimes, ProgressMark};
-    use vmm::state::RunState;
+    use vmm_contract::RunState;
+    use vmm_contract::control::{BootTimes, ProgressMark};
 
     fn info(first: Option<u64>, marks: &[(u8, u64)]) -> VmInfo {
         VmInfo {

@@ -31,7 +31,7 @@ impl InstanceDir {
     pub fn record(&self) -> PathBuf {
         self.root.join("instance.json")
     }
-    /// The VMM's JSON config (`vmm::config::VmConfig`).
+    /// The VMM's JSON config (`vmm_contract::config::VmConfig`).
     pub fn vmm_config(&self) -> PathBuf {
         self.root.join("vmm.json")
     }
@@ -124,7 +124,7 @@ impl ExitRecord {
     pub fn describe(&self) -> String {
         match (self.code, self.signal) {
             (Some(code), _) => {
-                let meaning = vmm::exit_status::meaning(code).unwrap_or("unknown status");
+                let meaning = vmm_contract::exit_status::meaning(code).unwrap_or("unknown status");
                 format!("virga-vmm exited with status {code} ({meaning})")
             }
             (None, Some(sig)) => format!("virga-vmm was killed by signal {sig} ({})", signame(sig)),

@@ -8,7 +8,7 @@ use super::{Agent, ctl, io_err};
 use crate::compute::driver::{DriverError, Observed, PowerState};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use vmm::control::Request;
+use vmm_contract::control::Request;
 
 /// How long a VMM gets to exit after the `kill` request before SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(2);
@@ -241,7 +241,7 @@ impl Agent {
                 &disk,
                 &self.cache.overlay_open_options(),
                 dest,
-                images::Format::Qcow2,
+                disk::Format::Qcow2,
                 &Default::default(),
             )
             .map(drop)

@@ -9,7 +9,7 @@ use super::{Agent, ctl, io_err};
 use crate::compute::driver::{DriverError, Observed, PowerState};
 use std::time::Duration;
 use uuid::Uuid;
-use vmm::state::RunState;
+use vmm_contract::RunState;
 
 /// `info` must answer quickly: a power-state sync asks every instance.
 const INFO_TIMEOUT: Duration = Duration::from_secs(1);
@@ -94,7 +94,7 @@ enum AdoptedExit {
 }
 
 fn adopted_exit(dir: &InstanceDir, pid: u32) -> AdoptedExit {
-    match vmm::exit_status::ExitStatus::read(&dir.vmm_exit_file()) {
+    match vmm_contract::exit_status::ExitStatus::read(&dir.vmm_exit_file()) {
         // A file of an earlier run would carry another pid (the agent removes it before each
         // start anyway).
         Ok(Some(e)) if e.pid == pid => AdoptedExit::Status(ExitRecord {
@@ -102,7 +102,7 @@ fn adopted_exit(dir: &InstanceDir, pid: u32) -> AdoptedExit {
             code: Some(e.status),
             signal: None,
         }),
-        Ok(_) => match vmm::config::VmConfig::from_file(&dir.vmm_config()) {
+        Ok(_) => match vmm_contract::config::VmConfig::from_file(&dir.vmm_config()) {
             Ok(cfg) if cfg.exit_status_file.is_none() => AdoptedExit::NotConfigured,
             _ => AdoptedExit::Missing,
         },

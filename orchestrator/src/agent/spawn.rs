@@ -10,7 +10,7 @@ use images::store::DiskFormat;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-use vmm::config::{DriveConfig, DriveFormat, OnReset, SerialConfig, VmConfig};
+use vmm_contract::config::{DriveConfig, DriveFormat, OnReset, SerialConfig, VmConfig};
 
 /// Makes the new instance's files durable while its VMM starts: they matter only after a
 /// host crash (which also ends the VMM), so the few milliseconds of fsync stay off the

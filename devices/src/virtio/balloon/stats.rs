@@ -3,39 +3,29 @@
 /// Bytes in one statistic: a 16-bit tag and a 64-bit value, packed.
 pub const STAT_SIZE: usize = 10;
 
-/// What the guest last reported; a statistic it did not send stays `None` (and is left out of
-/// the control socket's JSON).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What the guest last reported; a statistic it did not send stays `None`. (The control
+/// socket's JSON form is `vmm_contract::control::GuestMemoryStats`.)
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct GuestMemoryStats {
     /// Bytes swapped in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap_in: Option<u64>,
     /// Bytes swapped out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap_out: Option<u64>,
     /// Major page faults.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub major_faults: Option<u64>,
     /// Minor page faults.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minor_faults: Option<u64>,
     /// Bytes of unused memory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free_memory: Option<u64>,
     /// Bytes of memory the guest sees.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_memory: Option<u64>,
     /// Bytes available without swapping (the kernel's estimate).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_memory: Option<u64>,
     /// Bytes of disk caches.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_caches: Option<u64>,
     /// Successful hugetlb page allocations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hugetlb_allocations: Option<u64>,
     /// Failed hugetlb page allocations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hugetlb_failures: Option<u64>,
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use images::BlockBackend;
+use disk::BlockBackend;
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO,
     VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_WRITE_ZEROES,
@@ -65,7 +65,7 @@ pub enum BlockError {
     EventFd(std::io::Error),
 }
 
-/// A virtio-blk device over an [`images::BlockBackend`].
+/// A virtio-blk device over an [`disk::BlockBackend`].
 pub struct Block {
     backend: Arc<dyn BlockBackend>,
     config: BlockConfig,

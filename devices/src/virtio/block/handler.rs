@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use images::BlockBackend;
+use disk::BlockBackend;
 use virtio_bindings::virtio_blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
 use virtio_queue::Queue;
 

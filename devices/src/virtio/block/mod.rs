@@ -1,4 +1,4 @@
-//! virtio-blk (virtio 1.2 section 5.2) over an [`images::BlockBackend`].
+//! virtio-blk (virtio 1.2 section 5.2) over an [`disk::BlockBackend`].
 
 mod device;
 mod event_handler;

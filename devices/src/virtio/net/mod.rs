@@ -11,7 +11,7 @@ mod tests;
 use std::os::fd::AsRawFd;
 
 pub use device::{Net, NetConfig, NetError};
-pub use mac::{MacAddr, MacError};
+pub use mac::MacAddr;
 pub use rxtx::NetQueues;
 pub use tap::{Tap, TapError};
 

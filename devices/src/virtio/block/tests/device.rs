@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use images::BlockBackend;
+use disk::BlockBackend;
 use virtio_bindings::virtio_blk::*;
 use vm_memory::{Address, Bytes, GuestAddress};
 

@@ -2,7 +2,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use images::{BlockBackend, BlockResult};
+use disk::{BlockBackend, BlockResult};
 use virtio_bindings::virtio_blk::*;
 use vm_memory::{Bytes, GuestAddress};
 

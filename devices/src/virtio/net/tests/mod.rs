@@ -274,7 +274,7 @@ fn bad_avail_index_breaks_the_device() {
 fn features_config_and_dependencies() {
     let mem = test_memory();
     let (io, _host) = socket_pair();
-    let mac: MacAddr = "02:11:22:33:44:55".parse().unwrap();
+    let mac = MacAddr([0x02, 0x11, 0x22, 0x33, 0x44, 0x55]);
     let mut dev = Net::new(
         Box::new(io),
         NetConfig {
@@ -311,7 +311,7 @@ fn features_config_and_dependencies() {
     };
     assert!(dev.activate(a).is_err(), "HOST_TSO4 without CSUM");
 
-    let multicast: MacAddr = "01:00:5e:00:00:01".parse().unwrap();
+    let multicast = MacAddr([0x01, 0x00, 0x5e, 0x00, 0x00, 0x01]);
     let (io, _h) = socket_pair();
     assert!(matches!(
         Net::new(
