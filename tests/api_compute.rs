@@ -539,6 +539,10 @@ async fn flavors_keypairs_quotas_hosts() {
             "availability zone",
         ),
         (json!({"name": "a", "flavorRef": "2"}), "imageRef"),
+        (
+            json!({"name": "a", "flavorRef": "2", "imageRef": big_id, "OS-DCF:diskConfig": "SIDEWAYS"}),
+            "OS-DCF:diskConfig",
+        ),
     ];
     for (body, want) in bad {
         let m = api
@@ -552,9 +556,10 @@ async fn flavors_keypairs_quotas_hosts() {
     let first = api
         .create_server(
             &user,
-            json!({"name": "q1", "flavorRef": "2", "imageRef": big_id}),
+            json!({"name": "q1", "flavorRef": "2", "imageRef": big_id, "OS-DCF:diskConfig": "AUTO"}),
         )
         .await;
+    assert_eq!(api.server(&user, &first).await["OS-DCF:diskConfig"], "AUTO");
     let m = api
         .post(
             "/compute/v2.1/servers",

@@ -220,12 +220,3 @@ pub(super) async fn zones<const DETAIL: bool>(
         .collect();
     Ok(Json(json!({ "availabilityZoneInfo": info })))
 }
-
-/// The zone names servers may ask for.
-pub(super) async fn zone_names(st: &AppState) -> ApiResult<Vec<String>> {
-    let hosts = st.store().list_hosts().await?;
-    let mut z: Vec<String> = hosts.into_iter().map(|h| h.availability_zone).collect();
-    z.sort();
-    z.dedup();
-    Ok(z)
-}

@@ -4,13 +4,10 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use orchestrator::compute::scheduler::Request;
-use orchestrator::compute::{CreateError, Metadata, Server, task, vm};
-use orchestrator::image::{Image, ListViewer};
+use orchestrator::compute::Server;
+use orchestrator::compute::service::{self, ComputeApiError, CreateServers};
 use serde_json::{Map, Value, json};
 
-use super::hosts::zone_names;
 use super::params::{Paging, body_object, int_field, only_known, paged_body, str_field};
 use super::render;
 use crate::auth::Auth;
@@ -33,7 +30,7 @@ pub(super) async fn visible(st: &AppState, auth: &Auth, id: &str) -> ApiResult<S
     }
 }
 
-const SERVER_KEYS: [&str; 19] = [
+const SERVER_KEYS: [&str; 20] = [
     "name",
     "imageRef",
     "flavorRef",
@@ -53,6 +50,7 @@ const SERVER_KEYS: [&str; 19] = [
     "availability_zone",
     "accessIPv4",
     "accessIPv6",
+    "OS-DCF:diskConfig",
 ];
 
 /// The last path segment of a ref (`flavorRef` and `imageRef` may be URLs).
@@ -60,7 +58,8 @@ fn ref_id(v: &str) -> &str {
     v.trim_end_matches('/').rsplit('/').next().unwrap_or(v)
 }
 
-/// Checks `metadata` (string to string, keys 1-255, values up to 255, at most `max` items).
+/// Checks `metadata`'s shape (string to string, keys 1-255, values up to 255) and its quota of
+/// `max` items (the service's rule).
 pub(super) fn check_metadata(v: &Value, max: i64) -> ApiResult<Map<String, Value>> {
     let m = v.as_object().ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -76,13 +75,18 @@ pub(super) fn check_metadata(v: &Value, max: i64) -> ApiResult<Map<String, Value
             )));
         }
     }
-    if max >= 0 && i64::try_from(m.len()).unwrap_or(i64::MAX) > max {
-        return Err(ApiError::forbidden(format!(
-            "Quota exceeded for metadata_items: Requested {}, but the limit is {max}",
-            m.len()
-        )));
-    }
+    service::check_metadata_quota(m.len(), max)?;
     Ok(m.clone())
+}
+
+impl From<ComputeApiError> for ApiError {
+    fn from(e: ComputeApiError) -> Self {
+        match e {
+            ComputeApiError::Invalid(m) => ApiError::bad_request(m),
+            ComputeApiError::OverQuota(m) => ApiError::forbidden(m),
+            ComputeApiError::Store(s) => s.into(),
+        }
+    }
 }
 
 /// The image id a create boots: `imageRef`, else the `block_device_mapping_v2` image entry.
@@ -122,55 +126,6 @@ fn boot_image_ref(b: &Map<String, Value>) -> ApiResult<String> {
     })
 }
 
-/// The image to boot, checked against the flavor.
-async fn check_image(
-    st: &AppState,
-    auth: &Auth,
-    id: &str,
-    ram_mb: i64,
-    disk_gb: i64,
-) -> ApiResult<Image> {
-    let missing = || ApiError::bad_request(format!("Image {id} could not be found."));
-    let img = st.store().get_image(id).await.map_err(|_| missing())?;
-    let viewer = match auth.project_id() {
-        _ if auth.is_admin() => ListViewer::Admin,
-        Some(p) => ListViewer::Project(p.to_string()),
-        None => return Err(missing()),
-    };
-    if !st.store().image_visible(&viewer, &img).await? {
-        return Err(missing());
-    }
-    if img.status != "active" {
-        return Err(ApiError::bad_request(format!(
-            "Image {id} is not active (status {}).",
-            img.status
-        )));
-    }
-    if img.min_ram > ram_mb {
-        return Err(ApiError::bad_request(format!(
-            "Flavor's memory is too small for requested image: the image needs {} MiB, the flavor has {ram_mb}.",
-            img.min_ram
-        )));
-    }
-    let bytes = img.virtual_size.or(img.size).unwrap_or(0);
-    let is_kernel = matches!(img.disk_format.as_deref(), Some("aki" | "ari"));
-    if disk_gb > 0 && !is_kernel {
-        let flavor_bytes = disk_gb.saturating_mul(1 << 30);
-        if bytes > flavor_bytes {
-            return Err(ApiError::bad_request(format!(
-                "Flavor's disk is too small for requested image. Flavor disk is {flavor_bytes} bytes, image is {bytes} bytes."
-            )));
-        }
-        if img.min_disk > disk_gb {
-            return Err(ApiError::bad_request(format!(
-                "Flavor's disk is too small for requested image: the image needs {} GiB, the flavor has {disk_gb}.",
-                img.min_disk
-            )));
-        }
-    }
-    Ok(img)
-}
-
 /// `POST /servers`.
 pub(super) async fn create(
     State(st): State<AppState>,
@@ -189,135 +144,54 @@ pub(super) async fn create(
         Some(Value::Number(n)) => n.to_string(),
         _ => return Err(ApiError::bad_request("'flavorRef' is a required property")),
     };
-    let flavor = st
-        .store()
-        .get_flavor(&flavor_ref)
-        .await
-        .ok()
-        .filter(|f| !f.disabled)
-        .ok_or_else(|| ApiError::bad_request(format!("Flavor {flavor_ref} could not be found.")))?;
     let image_id = boot_image_ref(b)?;
-    let image = check_image(&st, &auth, &image_id, flavor.ram_mb, flavor.disk_gb).await?;
-    let min = int_field(b, "min_count", 1)?.unwrap_or(1);
-    let max = int_field(b, "max_count", 1)?.unwrap_or(min);
-    if min > max {
-        return Err(ApiError::bad_request(format!(
-            "min_count {min} must be <= max_count {max}"
-        )));
-    }
-    let limits = st.store().quota_limits(&project).await?;
+    let min_count = int_field(b, "min_count", 1)?.unwrap_or(1);
+    let max_count = int_field(b, "max_count", 1)?.unwrap_or(min_count);
     let metadata = match b.get("metadata") {
-        Some(v) => check_metadata(v, limits["metadata_items"])?,
+        // The shape here; the quota is the service's.
+        Some(v) => check_metadata(v, -1)?,
         None => Map::new(),
     };
-    let key_name = str_field(b, "key_name", 255, true)?.map(str::to_string);
-    if let Some(k) = &key_name
-        && st
-            .store()
-            .get_keypair(&auth.claims.user_id, k)
-            .await
-            .is_err()
-    {
-        return Err(ApiError::bad_request(format!(
-            "Invalid key_name provided: {k}."
-        )));
-    }
-    let user_data = match str_field(b, "user_data", 65535 * 4 / 3 + 4, false)? {
-        Some(u) => {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(u.trim())
-                .map_err(|_| ApiError::bad_request("User data needs to be valid base 64."))?;
-            if raw.len() > 65535 {
-                return Err(ApiError::bad_request(
-                    "User data is larger than 65535 bytes.",
-                ));
-            }
-            Some(u.trim().to_string())
+    let disk_config = match b.get("OS-DCF:diskConfig").map(Value::as_str) {
+        None => "MANUAL".to_string(),
+        Some(Some(d @ ("AUTO" | "MANUAL"))) => d.to_string(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "Invalid input for field/attribute OS-DCF:diskConfig: AUTO or MANUAL.",
+            ));
         }
-        None => None,
     };
-    let zone = str_field(b, "availability_zone", 255, true)?.map(str::to_string);
-    if let Some(z) = &zone
-        && !zone_names(&st).await?.contains(z)
-    {
-        return Err(ApiError::bad_request(format!(
-            "The requested availability zone is not available: {z}"
-        )));
-    }
-    let disk_config = match b.get("OS-DCF:diskConfig").and_then(Value::as_str) {
-        Some(d @ ("AUTO" | "MANUAL")) => d.to_string(),
-        _ => "MANUAL".into(),
+    let text = |k: &str, max: usize| -> ApiResult<Option<String>> {
+        Ok(str_field(b, k, max, true)?.map(str::to_string))
     };
     let ip = |k: &str| -> ApiResult<String> {
         Ok(str_field(b, k, 64, false)?.unwrap_or_default().to_string())
     };
-    let reservation = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let template = Server {
-        id: String::new(),
-        seq: 0,
-        name,
-        project_id: project.clone(),
+    let request = CreateServers {
+        project_id: project,
         user_id: auth.claims.user_id.clone(),
-        image_id: image.id.clone(),
-        flavor_id: flavor.id.clone(),
-        vcpus: flavor.vcpus,
-        ram_mb: flavor.ram_mb,
-        disk_gb: flavor.disk_gb,
-        key_name,
-        user_data,
-        metadata: Metadata(metadata),
-        availability_zone: zone.clone(),
-        reservation_id: reservation.clone(),
-        launch_index: 0,
+        admin: auth.is_admin(),
+        name,
+        flavor_id: flavor_ref,
+        image_id,
+        min_count,
+        max_count,
+        metadata,
+        key_name: text("key_name", 255)?,
+        user_data: str_field(b, "user_data", 65535 * 4 / 3 + 4, false)?.map(str::to_string),
+        availability_zone: text("availability_zone", 255)?,
+        disk_config: disk_config.clone(),
         access_ipv4: ip("accessIPv4")?,
         access_ipv6: ip("accessIPv6")?,
-        disk_config: disk_config.clone(),
-        host: None,
-        claimed: false,
-        vm_state: vm::BUILDING.into(),
-        task_state: Some(task::SCHEDULING.into()),
-        power_state: 0,
-        pid: None,
-        fault: None,
-        launched_at: None,
-        created_at: 0,
-        updated_at: 0,
     };
-    let made = st
-        .store()
-        .create_servers(&template, min, max, &limits)
-        .await
-        .map_err(|e| match e {
-            CreateError::Quota { .. } => ApiError::forbidden(e.to_string()),
-            CreateError::Store(s) => s.into(),
-        })?;
-    let req = Request {
-        vcpus: flavor.vcpus,
-        ram_mb: flavor.ram_mb,
-        disk_gb: flavor.disk_gb,
-        image_min_ram: image.min_ram,
-        image_min_disk: image.min_disk,
-        zone,
-    };
-    let first = made
+    let compute = st.compute();
+    let created = service::create_servers(st.store(), compute.as_ref(), request).await?;
+    let reservation = created.reservation_id;
+    let first = created
+        .servers
         .first()
         .cloned()
         .ok_or_else(|| ApiError::internal("create_servers returned no server"))?;
-    match st.compute() {
-        Some(c) => c.launch(made.into_iter().map(|s| (s, req.clone())).collect()),
-        // No compute role here: another daemon's sync cannot schedule, so say so plainly.
-        None => {
-            for s in &made {
-                st.store()
-                    .set_error(
-                        &s.id,
-                        "No valid host was found.",
-                        "this daemon has no compute role to schedule the server",
-                    )
-                    .await?;
-            }
-        }
-    }
     let wants_reservation = b
         .get("return_reservation_id")
         .and_then(Value::as_bool)

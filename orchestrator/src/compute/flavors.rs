@@ -6,7 +6,7 @@ use crate::identity::resources_found as found;
 use crate::store::{Store, StoreError, now_micros};
 
 /// One flavor.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, Default, PartialEq, sqlx::FromRow)]
 pub struct Flavor {
     /// The id clients see.
     pub id: String,

@@ -1,5 +1,6 @@
 //! Compute: the records behind the Compute API v2.1 (flavors, key pairs, quotas, hosts,
-//! servers), the scheduler, the task flow that drives a host's [`driver::Driver`]
+//! servers), the rules a request must satisfy ([`service`], as Nova's `compute/api.py`), the
+//! scheduler, the task flow that drives a host's [`driver::Driver`]
 //! ([`manager::Compute`]), and the seam itself.
 
 pub mod driver;
@@ -10,6 +11,7 @@ pub mod manager;
 pub mod quotas;
 pub mod scheduler;
 pub mod servers;
+pub mod service;
 
 pub use flavors::{ExtraSpecs, Flavor};
 pub use hosts::{ComputeHost, Ratios};

@@ -1,5 +1,5 @@
-//! The scheduler: filters hosts (enabled, up, zone, vCPUs, RAM, disk, the image's min_ram and
-//! min_disk), weighs the rest by free RAM, and claims the resources on the best host with a
+//! The scheduler: filters hosts (enabled, up, zone, vCPUs, RAM, disk), weighs the rest by free
+//! RAM, and claims the resources on the best host with a
 //! conditional UPDATE in one transaction. A claim that loses a race (another scheduler took
 //! the room first) moves on to the next host, so several daemons can schedule at once.
 
@@ -7,7 +7,8 @@ use super::hosts::ComputeHost;
 use super::write_tx;
 use crate::store::{Store, StoreError, now_micros};
 
-/// What a server needs.
+/// What a server needs. (Whether its image fits the flavor is the compute service's rule,
+/// checked before the server exists: `service::check_image_fits`.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     /// vCPUs.
@@ -16,10 +17,6 @@ pub struct Request {
     pub ram_mb: i64,
     /// Root disk in GiB.
     pub disk_gb: i64,
-    /// The image's `min_ram` (MiB).
-    pub image_min_ram: i64,
-    /// The image's `min_disk` (GiB).
-    pub image_min_disk: i64,
     /// Availability zone asked for.
     pub zone: Option<String>,
 }
@@ -50,18 +47,6 @@ pub fn reject(host: &ComputeHost, req: &Request, now: i64) -> Option<String> {
         return Some(format!(
             "{name}: in zone {}, not {z}",
             host.availability_zone
-        ));
-    }
-    if req.ram_mb < req.image_min_ram {
-        return Some(format!(
-            "the image needs {} MiB of RAM, the flavor has {}",
-            req.image_min_ram, req.ram_mb
-        ));
-    }
-    if req.disk_gb != 0 && req.disk_gb < req.image_min_disk {
-        return Some(format!(
-            "the image needs {} GiB of disk, the flavor has {}",
-            req.image_min_disk, req.disk_gb
         ));
     }
     let free = |limit: i64, used: i64| limit - used;
@@ -252,8 +237,6 @@ pub(crate) mod tests {
             vcpus,
             ram_mb: ram,
             disk_gb: 1,
-            image_min_ram: 0,
-            image_min_disk: 0,
             zone: None,
         }
     }
@@ -319,14 +302,12 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn image_minimums_and_zone_filter() {
+    async fn zone_filter() {
+        // (The image's minimums are the compute service's: service::check_image_fits.)
         let s = Store::open_url("sqlite::memory:").await.unwrap();
         host(&s, "h", 4096).await;
         let h = s.get_host("h").await.unwrap();
         let mut r = req(1, 512);
-        r.image_min_ram = 1024;
-        assert!(reject(&h, &r, now_micros()).unwrap().contains("1024 MiB"));
-        r.image_min_ram = 0;
         r.zone = Some("az2".into());
         assert!(reject(&h, &r, now_micros()).unwrap().contains("zone"));
         r.zone = Some("nova".into());

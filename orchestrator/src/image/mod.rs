@@ -31,7 +31,7 @@ pub mod status {
 pub const VISIBILITIES: [&str; 4] = ["public", "private", "shared", "community"];
 
 /// One image's metadata.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+#[derive(Clone, Debug, Default, PartialEq, sqlx::FromRow)]
 pub struct Image {
     /// Id (a UUID, as glance).
     pub id: String,
