@@ -1,5 +1,6 @@
 //! Address-range dispatch for port I/O and MMIO exits.
 
+use locks::Unpoisoned;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -104,7 +105,7 @@ impl Bus {
 
 /// A device that panicked while holding its lock is still served: the VMM must outlive it.
 fn lock(dev: &SharedDevice) -> std::sync::MutexGuard<'_, dyn BusDevice + 'static> {
-    dev.lock().unwrap_or_else(|e| e.into_inner())
+    dev.lock().unpoisoned()
 }
 
 #[cfg(test)]

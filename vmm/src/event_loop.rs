@@ -4,6 +4,7 @@
 use crate::legacy_devices::{SerialInput, SocketOut};
 use devices::legacy::Serial;
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
+use locks::Unpoisoned;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -65,10 +66,7 @@ fn stdin_pollable() -> bool {
 }
 
 fn feed(serial: &Mutex<Serial>, bytes: &[u8]) {
-    let dropped = serial
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .queue_input(bytes);
+    let dropped = serial.lock().unpoisoned().queue_input(bytes);
     if dropped > 0 {
         tracing::warn!(
             dropped,
@@ -117,7 +115,7 @@ impl SocketInput {
         if let Some(c) = self.client.take() {
             let _ = ops.remove(Events::empty(&c));
         }
-        *self.out.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.out.0.lock().unpoisoned() = None;
     }
 }
 
@@ -140,7 +138,7 @@ impl MutEventSubscriber for SocketInput {
                 .and_then(|c| c.set_nonblocking(true).map(|_| c));
             match (copy, ops.add(Events::new(&stream, EventSet::IN))) {
                 (Ok(out), Ok(())) => {
-                    *self.out.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+                    *self.out.0.lock().unpoisoned() = Some(out);
                     self.client = Some(stream);
                 }
                 (a, b) => {

@@ -6,6 +6,7 @@ use devices::Interrupt;
 use devices::bus::{Bus, BusError, SharedDevice};
 use devices::legacy::{self, AcpiPm, BootProgress, I8042, PvPanic, RequestSink, Serial};
 use kvm_ioctls::VmFd;
+use locks::Unpoisoned;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -67,7 +68,7 @@ pub struct SocketOut(pub Arc<Mutex<Option<UnixStream>>>);
 
 impl Write for SocketOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.0.lock().unpoisoned();
         if let Some(s) = g.as_mut() {
             match s.write(buf) {
                 Ok(_) => {}
@@ -193,10 +194,7 @@ impl Legacy {
 
     /// Power-on state for a guest reset.
     pub fn reset(&self) {
-        self.serial
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .reset();
+        self.serial.lock().unpoisoned().reset();
     }
 }
 

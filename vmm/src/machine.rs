@@ -14,6 +14,7 @@ use devices::bus::Bus;
 use devices::legacy::{GuestRequest, RequestSink};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::Kvm;
+use locks::Unpoisoned;
 use std::os::unix::thread::JoinHandleExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -199,7 +200,7 @@ pub fn run(cfg: VmConfig, start: Instant) -> Result<Outcome, VmmError> {
         tracing::error!("at exit: {e}");
     }
     let reason = reason?;
-    let kvm_stats = std::mem::take(&mut *ctx.kvm_stats.lock().unwrap_or_else(|e| e.into_inner()));
+    let kvm_stats = std::mem::take(&mut *ctx.kvm_stats.lock().unpoisoned());
     Ok(Outcome {
         reason,
         timings: timings(&ctx),
@@ -287,7 +288,7 @@ fn boot_once(
             Err(_) => tracing::error!("a vCPU thread panicked"),
         }
     }
-    *ctx.kvm_stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
+    *ctx.kvm_stats.lock().unpoisoned() = stats;
     // Tearing the VM down costs ~20 ms in the kernel here (in-kernel PIC, IOAPIC and PIT
     // each wait for an SRCU grace period); it is paid at process exit either way.
     drop(vm);
@@ -333,7 +334,7 @@ fn prepare(ctx: &Context, vm: &Vm, cpuid: &kvm_bindings::CpuId) -> Result<Vec<Vc
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unpoisoned()
 }
 
 /// With every vCPU parked: the guest's clock, kept until resume (a second pause keeps the
@@ -391,7 +392,7 @@ fn handle(ctx: &Context, req: Request) -> Response {
             .and_then(|()| ctx.shared.resume())
             .map_or_else(Response::error, |_| Response::ok()),
         Request::Shutdown => {
-            let mut kbd = ctx.legacy.i8042.lock().unwrap_or_else(|e| e.into_inner());
+            let mut kbd = ctx.legacy.i8042.lock().unpoisoned();
             kbd.send_ctrl_alt_del()
                 .map_or_else(|e| Response::error(e.to_string()), |_| Response::ok())
         }

@@ -1,6 +1,7 @@
 //! What the vCPU, control and main threads share: the run state, why the guest stopped, and
 //! how to kick vCPUs out of KVM_RUN (a signal whose handler sets `immediate_exit`).
 
+use locks::Unpoisoned;
 use std::cell::Cell;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -76,7 +77,7 @@ impl Shared {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unpoisoned()
     }
 
     /// The current state.
@@ -122,7 +123,7 @@ impl Shared {
             if let Some(r) = g.stop.clone() {
                 return r;
             }
-            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+            g = self.changed.wait(g).unpoisoned();
         }
     }
 
@@ -159,11 +160,7 @@ impl Shared {
             if left.is_zero() {
                 return Err("vCPUs did not stop in time".into());
             }
-            g = self
-                .changed
-                .wait_timeout(g, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            g = self.changed.wait_timeout(g, left).unpoisoned().0;
         }
         Ok(())
     }
@@ -194,7 +191,7 @@ impl Shared {
             }
             g.parked += 1;
             self.changed.notify_all();
-            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+            g = self.changed.wait(g).unpoisoned();
             g.parked -= 1;
         }
     }

@@ -14,6 +14,7 @@ use devices::virtio::{Counters, EventFdInterrupt, VirtioDevice};
 use disk::{BlockBackend, Format, OpenOptions};
 use event_manager::MutEventSubscriber;
 use kvm_ioctls::{IoEventAddress, VmFd};
+use locks::Unpoisoned;
 use std::collections::BTreeMap;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -142,7 +143,7 @@ pub struct VirtioDevices {
 }
 
 fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock().unpoisoned()
 }
 
 /// Opens a drive image: the configured format (or probed), qcow2 backing files followed only

@@ -4,6 +4,7 @@
 //! refused there immediately and on the other hosts within one poll interval: the price of
 //! checking tokens without a database round trip.
 
+use locks::Unpoisoned;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -30,17 +31,14 @@ impl Revocations {
 
     /// Whether an event revokes the token with these claims.
     pub fn is_revoked(&self, c: &Claims) -> bool {
-        let events = self.events.read().unwrap_or_else(|p| p.into_inner());
+        let events = self.events.read().unpoisoned();
         events.iter().any(|ev| matches(ev, c))
     }
 
     /// Records an event in the database and in this host's list.
     pub async fn revoke(&self, store: &Store, ev: RevocationEvent) -> Result<(), StoreError> {
         store.add_revocation(&ev).await?;
-        self.events
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(ev);
+        self.events.write().unpoisoned().push(ev);
         Ok(())
     }
 
@@ -48,7 +46,7 @@ impl Revocations {
     /// the tokens they revoke, and [`Revocations::poll`] prunes older ones now and then).
     pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
         let fresh = store.revocations_since(self.horizon()).await?;
-        *self.events.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *self.events.write().unpoisoned() = fresh;
         Ok(())
     }
 

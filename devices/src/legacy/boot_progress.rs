@@ -2,6 +2,7 @@
 //! start, so boot latency can be measured from inside. 123 means "ready".
 
 use crate::bus::BusDevice;
+use locks::Unpoisoned;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -35,7 +36,7 @@ impl BootProgress {
 
     /// The marks so far.
     pub fn marks(&self) -> Vec<ProgressMark> {
-        self.marks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.marks.lock().unpoisoned().clone()
     }
 }
 
@@ -46,7 +47,7 @@ impl BusDevice for BootProgress {
 
     fn write(&mut self, _offset: u64, data: &[u8]) {
         let micros = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut marks = self.marks.lock().unpoisoned();
         for &code in data {
             tracing::debug!(code, micros, "boot progress");
             if marks.len() < MAX_MARKS {

@@ -18,7 +18,8 @@
 //! no change finished in between ([`MapCache::insert`]), so a run read from metadata that was
 //! being changed never enters the cache.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use locks::Unpoisoned;
+use std::sync::{Mutex, MutexGuard};
 
 /// Runs remembered; a guest with a few concurrent streams keeps each one's run.
 const WAYS: usize = 4;
@@ -108,7 +109,7 @@ impl MapCache {
     fn slots(&self) -> MutexGuard<'_, Slots> {
         // The data stays consistent whatever a panicking holder did: each method writes whole
         // values only.
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+        self.slots.lock().unpoisoned()
     }
 
     /// The remembered run holding guest offset `at`, from `at` on.

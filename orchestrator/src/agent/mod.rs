@@ -20,6 +20,7 @@ pub use instance::InstanceDir;
 
 use crate::compute::driver::{Driver, DriverError, HostInfo, InstanceSpec, Observed};
 use images::cache::{BaseCache, CacheError};
+use locks::Unpoisoned;
 use process::Children;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -113,24 +114,21 @@ impl Agent {
     /// once instead of polling [`Driver::observe`].
     pub fn subscribe(&self) -> Receiver<Uuid> {
         let (tx, rx) = channel();
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(tx);
+        self.subscribers.lock().unpoisoned().push(tx);
         rx
     }
 
     fn notifier(&self) -> impl FnOnce(Uuid) + Send + 'static {
         let subscribers = self.subscribers.clone();
         move |id| {
-            let mut subs = subscribers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut subs = subscribers.lock().unpoisoned();
             subs.retain(|tx| tx.send(id).is_ok());
         }
     }
 
     /// Serialises operations on one instance (observe needs no lock).
     fn lock(&self, id: Uuid) -> Arc<Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut locks = self.locks.lock().unpoisoned();
         locks.entry(id).or_default().clone()
     }
 
@@ -192,49 +190,49 @@ impl Driver for Agent {
 
     fn spawn(&self, spec: &InstanceSpec) -> Result<Observed, DriverError> {
         let lock = self.lock(spec.id);
-        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = lock.lock().unpoisoned();
         self.spawn_locked(spec)
     }
 
     fn start(&self, id: Uuid) -> Result<Observed, DriverError> {
         let lock = self.lock(id);
-        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = lock.lock().unpoisoned();
         self.start_locked(id)
     }
 
     fn stop(&self, id: Uuid, grace: Duration) -> Result<(), DriverError> {
         let lock = self.lock(id);
-        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = lock.lock().unpoisoned();
         self.stop_locked(id, grace)
     }
 
     fn reboot(&self, id: Uuid, hard: bool, grace: Duration) -> Result<Observed, DriverError> {
         let lock = self.lock(id);
-        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = lock.lock().unpoisoned();
         self.reboot_locked(id, hard, grace)
     }
 
     fn pause(&self, id: Uuid) -> Result<(), DriverError> {
         let lock = self.lock(id);
-        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = lock.lock().unpoisoned();
         self.pause_locked(id, false)
     }
 
     fn unpause(&self, id: Uuid) -> Result<(), DriverError> {
         let lock = self.lock(id);
-        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = lock.lock().unpoisoned();
         self.unpause_locked(id, false)
     }
 
     fn suspend(&self, id: Uuid) -> Result<(), DriverError> {
         let lock = self.lock(id);
-        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = lock.lock().unpoisoned();
         self.pause_locked(id, true)
     }
 
     fn resume(&self, id: Uuid) -> Result<(), DriverError> {
         let lock = self.lock(id);
-        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = lock.lock().unpoisoned();
         self.unpause_locked(id, true)
     }
 
@@ -248,20 +246,17 @@ impl Driver for Agent {
 
     fn snapshot(&self, id: Uuid, dest: &Path) -> Result<(), DriverError> {
         let lock = self.lock(id);
-        let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = lock.lock().unpoisoned();
         self.snapshot_locked(id, dest)
     }
 
     fn destroy(&self, id: Uuid) -> Result<(), DriverError> {
         let lock = self.lock(id);
         let result = {
-            let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _held = lock.lock().unpoisoned();
             self.destroy_locked(id)
         };
-        self.locks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.locks.lock().unpoisoned().remove(&id);
         result
     }
 

@@ -3,6 +3,7 @@
 //! the agent that started them, which records how they ended.
 
 use super::instance::{ExitRecord, InstanceDir, write_atomic};
+use locks::Unpoisoned;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
@@ -165,7 +166,7 @@ impl Children {
     /// is not this agent's child or has not ended.
     pub fn exit_of(&self, id: Uuid, pid: u32, wait: Duration) -> Option<ExitRecord> {
         let deadline = Instant::now() + wait;
-        let mut exits = self.exits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut exits = self.exits.lock().unpoisoned();
         loop {
             match exits.get(&id) {
                 Some((p, Some(exit))) if *p == pid => return Some(*exit),
@@ -176,27 +177,23 @@ impl Children {
             if left.is_zero() {
                 return None;
             }
-            exits = self
-                .changed
-                .wait_timeout(exits, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            exits = self.changed.wait_timeout(exits, left).unpoisoned().0;
         }
     }
 
     /// Drops what is known of instance `id` (it was destroyed).
     pub fn forget(&self, id: Uuid) {
-        let mut exits = self.exits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut exits = self.exits.lock().unpoisoned();
         exits.remove(&id);
     }
 
     fn started(&self, id: Uuid, pid: u32) {
-        let mut exits = self.exits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut exits = self.exits.lock().unpoisoned();
         exits.insert(id, (pid, None));
     }
 
     fn ended(&self, id: Uuid, exit: ExitRecord) {
-        let mut exits = self.exits.lock().unwrap_or_else(|e| e.into_inner());
+        let mut exits = self.exits.lock().unpoisoned();
         if let Some(entry) = exits.get_mut(&id)
             && entry.0 == exit.pid
         {

@@ -1,6 +1,7 @@
 //! The virtio-mmio transport, version 2 (virtio 1.2 section 4.2.2): one 4 KiB window per
 //! device on the MMIO bus, registers below 0x100, device configuration space from 0x100.
 
+use locks::Unpoisoned;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use virtio_queue::{Queue, QueueT};
@@ -515,5 +516,5 @@ impl BusDevice for MmioTransport {
 
 /// A device whose handler panicked is still reachable: the guest can reset it.
 fn lock(d: &Arc<Mutex<dyn VirtioDevice>>) -> MutexGuard<'_, dyn VirtioDevice + 'static> {
-    d.lock().unwrap_or_else(|e| e.into_inner())
+    d.lock().unpoisoned()
 }

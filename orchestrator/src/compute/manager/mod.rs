@@ -6,6 +6,7 @@
 //! Every task on a server holds that server's lock, so a delete waits for a running action
 //! and never races a spawn. Driver calls block; they run on tokio's blocking pool.
 
+use locks::Unpoisoned;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -198,17 +199,17 @@ impl Compute {
     }
 
     fn lock_of(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.locks.lock().unpoisoned();
         m.entry(id.to_string()).or_default().clone()
     }
 
     fn busy(&self, id: &str) -> bool {
-        let m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let m = self.locks.lock().unpoisoned();
         m.get(id).is_some_and(|l| l.try_lock().is_err())
     }
 
     fn is_cancelled(&self, id: &str) -> bool {
-        let c = self.cancelled.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.cancelled.lock().unpoisoned();
         c.contains(id)
     }
 
@@ -304,7 +305,7 @@ impl Compute {
         let (Some(us), Some(pid)) = (obs.ready_us, obs.pid) else {
             return;
         };
-        let mut seen = self.ready_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.ready_seen.lock().unpoisoned();
         if seen.insert(id.to_string(), (pid, us)) != Some((pid, us)) {
             tracing::info!(
                 server = id,
@@ -401,7 +402,7 @@ impl Compute {
 
     async fn run_delete(&self, s: Server) {
         {
-            let mut c = self.cancelled.lock().unwrap_or_else(|p| p.into_inner());
+            let mut c = self.cancelled.lock().unpoisoned();
             c.insert(s.id.clone());
         }
         let lock = self.lock_of(&s.id);
@@ -433,18 +434,9 @@ impl Compute {
             tracing::error!(server = %s.id, error = %e, "cannot delete the row");
         }
         drop(guard);
-        self.locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&s.id);
-        self.cancelled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&s.id);
-        self.ready_seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&s.id);
+        self.locks.lock().unpoisoned().remove(&s.id);
+        self.cancelled.lock().unpoisoned().remove(&s.id);
+        self.ready_seen.lock().unpoisoned().remove(&s.id);
         tracing::info!(server = %s.id, "deleted");
     }
 
