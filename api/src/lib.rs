@@ -14,5 +14,5 @@ pub mod server;
 pub mod state;
 
 pub use config::Config;
-pub use server::{ServerError, bootstrap, open_state, router, serve, start_compute};
+pub use server::{ServerError, bootstrap, open_state, router, serve};
 pub use state::AppState;

@@ -1,5 +1,5 @@
-//! Putting the daemon together: open the state, build the router, serve until told to stop,
-//! and `bootstrap`.
+//! The HTTP side of the daemon: open the state, build the router, serve until told to stop,
+//! and `bootstrap`. (The compute role is put together by `orchestrator::daemon`.)
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,9 +11,6 @@ use axum::middleware;
 use axum::serve::ListenerExt;
 use images::store::ImageStore;
 use orchestrator::Store;
-use orchestrator::agent::Agent;
-use orchestrator::compute::Compute;
-use orchestrator::compute::driver::Driver;
 use orchestrator::identity::{BootstrapReport, BootstrapSpec};
 use tokio::net::TcpListener;
 
@@ -43,9 +40,6 @@ pub enum ServerError {
     /// The image store could not be opened.
     #[error("cannot open the image store: {0}")]
     Images(#[from] images::store::StoreError),
-    /// The compute role could not start (agent, VMM binary, instance directory).
-    #[error("cannot start the compute role: {0}")]
-    Compute(String),
     /// Listening or serving failed.
     #[error("cannot serve on {addr}: {source}")]
     Serve {
@@ -78,34 +72,6 @@ pub async fn open_state(config: Config) -> Result<AppState, ServerError> {
             source: std::io::Error::other(e),
         })??;
     Ok(AppState::new(config, store, keys, Arc::new(images)))
-}
-
-/// Starts the compute role when `[compute] enabled`: the agent over `virga-vmm` processes
-/// (adopting the guests still running), host registration, the task flow and the power-state
-/// sync.
-pub async fn start_compute(state: &AppState) -> Result<(), ServerError> {
-    let config = state.config();
-    if !config.compute.enabled {
-        tracing::info!("compute role disabled");
-        return Ok(());
-    }
-    let agent_cfg = config.agent_config();
-    let agent = tokio::task::spawn_blocking(move || Agent::new(agent_cfg))
-        .await
-        .map_err(|e| ServerError::Compute(e.to_string()))?
-        .map_err(|e| ServerError::Compute(e.to_string()))?;
-    let deaths = agent.subscribe();
-    let driver: Arc<dyn Driver> = Arc::new(agent);
-    let compute = Compute::start(
-        state.store().clone(),
-        driver,
-        state.images().clone(),
-        config.compute_config(),
-        Some(deaths),
-    )
-    .await?;
-    state.set_compute(compute);
-    Ok(())
 }
 
 /// The whole HTTP API: one router, services under their path prefixes.

@@ -92,7 +92,19 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
             let state = api::open_state(config).await?;
-            api::start_compute(&state).await?;
+            let cfg = state.config();
+            if cfg.compute.enabled {
+                let compute = orchestrator::daemon::start_compute(
+                    state.store().clone(),
+                    state.images().clone(),
+                    cfg.agent_config(),
+                    cfg.compute_config(),
+                )
+                .await?;
+                state.set_compute(compute);
+            } else {
+                tracing::info!("compute role disabled");
+            }
             api::serve(state, listener, shutdown_signal()).await?;
         }
         Command::Bootstrap(b) => {
