@@ -1,7 +1,7 @@
 //! nova's 2.1 JSON shapes: servers, flavors, key pairs, and its time formats.
 
 use chrono::{DateTime, Utc};
-use orchestrator::compute::{Flavor, Keypair, Server, vm};
+use orchestrator::compute::{Flavor, Keypair, Server, TaskState, VmState, task, vm};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha224};
 
@@ -31,19 +31,16 @@ pub fn links(base: &str, kind: &str, id: &str) -> Value {
 }
 
 /// The API status of a vm state and task state.
-pub fn status(vm_state: &str, task: Option<&str>) -> &'static str {
+pub fn status(vm_state: VmState, task: Option<TaskState>) -> &'static str {
     match (vm_state, task) {
         (vm::BUILDING, _) => "BUILD",
-        (vm::ACTIVE, Some("rebooting" | "reboot_pending" | "reboot_started")) => "REBOOT",
-        (vm::ACTIVE, Some("rebooting_hard" | "reboot_pending_hard" | "reboot_started_hard")) => {
-            "HARD_REBOOT"
-        }
+        (vm::ACTIVE, Some(task::REBOOTING)) => "REBOOT",
+        (vm::ACTIVE, Some(task::REBOOTING_HARD)) => "HARD_REBOOT",
         (vm::ACTIVE, _) => "ACTIVE",
         (vm::STOPPED, _) => "SHUTOFF",
         (vm::PAUSED, _) => "PAUSED",
         (vm::SUSPENDED, _) => "SUSPENDED",
         (vm::ERROR, _) => "ERROR",
-        _ => "UNKNOWN",
     }
 }
 
@@ -64,7 +61,7 @@ pub fn server_brief(base: &str, s: &Server) -> Value {
 
 /// The full 2.1 server (show, detail, update); `admin` adds the OS-EXT-SRV-ATTR fields.
 pub fn server(base: &str, s: &Server, admin: bool) -> Value {
-    let status = status(&s.vm_state, s.task_state.as_deref());
+    let status = status(s.vm_state, s.task_state);
     let mut v = json!({
         "id": s.id,
         "name": s.name,
@@ -168,6 +165,10 @@ mod tests {
 
     #[test]
     fn statuses_and_host_ids() {
+        let status = |vm: &str, task: Option<&str>| {
+            let vm = VmState::parse(vm).unwrap();
+            status(vm, task.map(|t| TaskState::parse(t).unwrap()))
+        };
         assert_eq!(status("active", Some("rebooting_hard")), "HARD_REBOOT");
         assert_eq!(status("active", Some("powering-off")), "ACTIVE");
         assert_eq!(status("stopped", None), "SHUTOFF");

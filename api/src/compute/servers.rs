@@ -221,7 +221,7 @@ pub(super) async fn create(
 fn matches(s: &Server, k: &str, v: &str) -> ApiResult<bool> {
     Ok(match k {
         "name" => s.name.contains(v) || glob_like(&s.name, v),
-        "status" => render::status(&s.vm_state, s.task_state.as_deref()).eq_ignore_ascii_case(v),
+        "status" => render::status(s.vm_state, s.task_state).eq_ignore_ascii_case(v),
         "image" => s.image_id == ref_id(v),
         "flavor" => s.flavor_id == ref_id(v),
         "host" => s.host.as_deref() == Some(v),
@@ -230,8 +230,8 @@ fn matches(s: &Server, k: &str, v: &str) -> ApiResult<bool> {
         "project_id" | "tenant_id" => s.project_id == v,
         "user_id" => s.user_id == v,
         "key_name" => s.key_name.as_deref() == Some(v),
-        "vm_state" => s.vm_state == v,
-        "task_state" => s.task_state.as_deref() == Some(v),
+        "vm_state" => s.vm_state.as_str() == v,
+        "task_state" => s.task_state.map(|t| t.as_str()) == Some(v),
         "changes-since" => {
             let t = chrono::DateTime::parse_from_rfc3339(v).map_err(|_| {
                 ApiError::bad_request(format!("Invalid changes-since value {v:?}."))

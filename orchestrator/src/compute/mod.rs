@@ -12,12 +12,14 @@ pub mod quotas;
 pub mod scheduler;
 pub mod servers;
 pub mod service;
+pub mod state;
 
 pub use flavors::{ExtraSpecs, Flavor};
 pub use hosts::{ComputeHost, Ratios};
 pub use keypairs::Keypair;
 pub use manager::{Action, Compute, ComputeConfig};
-pub use servers::{CreateError, Metadata, Server, vm};
+pub use servers::{CreateError, Metadata, Server};
+pub use state::{TaskState, VmState, task, vm};
 
 use crate::store::{Store, StoreError};
 
@@ -28,34 +30,4 @@ pub(crate) async fn write_tx(
     store: &Store,
 ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
     Ok(store.pool().begin_with("BEGIN IMMEDIATE").await?)
-}
-
-/// nova's `task_state` values we use.
-pub mod task {
-    /// Waiting for a host.
-    pub const SCHEDULING: &str = "scheduling";
-    /// The driver is creating and booting it.
-    pub const SPAWNING: &str = "spawning";
-    /// Stopping.
-    pub const POWERING_OFF: &str = "powering-off";
-    /// Starting.
-    pub const POWERING_ON: &str = "powering-on";
-    /// Soft reboot.
-    pub const REBOOTING: &str = "rebooting";
-    /// Hard reboot.
-    pub const REBOOTING_HARD: &str = "rebooting_hard";
-    /// Pausing.
-    pub const PAUSING: &str = "pausing";
-    /// Unpausing.
-    pub const UNPAUSING: &str = "unpausing";
-    /// Suspending.
-    pub const SUSPENDING: &str = "suspending";
-    /// Resuming.
-    pub const RESUMING: &str = "resuming";
-    /// Snapshot being taken.
-    pub const IMAGE_SNAPSHOT: &str = "image_snapshot";
-    /// Snapshot being uploaded.
-    pub const IMAGE_UPLOADING: &str = "image_uploading";
-    /// Being deleted.
-    pub const DELETING: &str = "deleting";
 }

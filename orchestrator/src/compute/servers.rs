@@ -3,25 +3,10 @@
 use serde_json::{Map, Value, json};
 
 use super::quotas::{Limits, usage};
+use super::state::{TaskState, VmState};
 use super::write_tx;
 use crate::identity::resources_found as found;
 use crate::store::{Store, StoreError, now_micros};
-
-/// nova's vm states (the ones we use).
-pub mod vm {
-    /// Being built.
-    pub const BUILDING: &str = "building";
-    /// Running.
-    pub const ACTIVE: &str = "active";
-    /// Powered off.
-    pub const STOPPED: &str = "stopped";
-    /// vCPUs paused.
-    pub const PAUSED: &str = "paused";
-    /// Suspended.
-    pub const SUSPENDED: &str = "suspended";
-    /// Failed; see the fault.
-    pub const ERROR: &str = "error";
-}
 
 /// One server.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -69,10 +54,10 @@ pub struct Server {
     pub host: Option<String>,
     /// Whether it holds a resource claim on `host`.
     pub claimed: bool,
-    /// vm state ([`vm`]).
-    pub vm_state: String,
+    /// vm state.
+    pub vm_state: VmState,
     /// Task in flight.
-    pub task_state: Option<String>,
+    pub task_state: Option<TaskState>,
     /// Power state number.
     pub power_state: i64,
     /// VMM pid.
@@ -224,8 +209,8 @@ impl Store {
             .bind(&s.access_ipv4)
             .bind(&s.access_ipv6)
             .bind(&s.disk_config)
-            .bind(&s.vm_state)
-            .bind(&s.task_state)
+            .bind(s.vm_state)
+            .bind(s.task_state)
             .bind(s.power_state)
             .bind(now)
             .execute(&mut *tx)
@@ -290,8 +275,8 @@ impl Store {
     pub async fn begin_task(
         &self,
         id: &str,
-        from: &[&str],
-        task: &str,
+        from: &[VmState],
+        task: TaskState,
     ) -> Result<Option<Server>, StoreError> {
         let mut tx = write_tx(self).await?;
         let s: Server = sqlx::query_as(sqlx::AssertSqlSafe(format!("{COLS} WHERE id = $1")))
@@ -299,7 +284,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| StoreError::not_found("server", id))?;
-        if s.task_state.is_some() || !from.contains(&s.vm_state.as_str()) {
+        if s.task_state.is_some() || !from.contains(&s.vm_state) {
             return Ok(Some(s));
         }
         sqlx::query("UPDATE servers SET task_state = $2, updated_at = $3 WHERE id = $1")
@@ -326,7 +311,7 @@ impl Store {
     }
 
     /// Sets the task state (a step within a task, or `None` when it ends).
-    pub async fn set_task(&self, id: &str, task: Option<&str>) -> Result<(), StoreError> {
+    pub async fn set_task(&self, id: &str, task: Option<TaskState>) -> Result<(), StoreError> {
         sqlx::query("UPDATE servers SET task_state = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(task)
@@ -341,10 +326,10 @@ impl Store {
     pub async fn set_state(
         &self,
         id: &str,
-        vm_state: &str,
+        vm_state: VmState,
         power: i64,
         pid: Option<u32>,
-        task: Option<&str>,
+        task: Option<TaskState>,
     ) -> Result<(), StoreError> {
         let now = now_micros();
         sqlx::query(
@@ -370,7 +355,7 @@ impl Store {
     pub async fn sync_state(
         &self,
         id: &str,
-        vm_state: &str,
+        vm_state: VmState,
         power: i64,
         pid: Option<u32>,
     ) -> Result<bool, StoreError> {
@@ -424,6 +409,7 @@ mod tests {
     use super::*;
     use crate::compute::quotas::defaults;
     use crate::compute::scheduler::tests::template;
+    use crate::compute::{task, vm};
 
     #[tokio::test]
     async fn tasks_conflict_and_deletes_win() {
@@ -439,21 +425,33 @@ mod tests {
         assert_eq!(made[1].seq, made[0].seq + 1);
         let id = &made[0].id;
         // Still building with task `scheduling`: no action may start.
-        let cur = s.begin_task(id, &[vm::ACTIVE], "pausing").await.unwrap();
-        assert_eq!(cur.unwrap().task_state.as_deref(), Some("scheduling"));
+        let cur = s
+            .begin_task(id, &[vm::ACTIVE], task::PAUSING)
+            .await
+            .unwrap();
+        assert_eq!(
+            cur.unwrap().task_state.map(TaskState::as_str),
+            Some("scheduling")
+        );
         s.set_state(id, vm::ACTIVE, 1, Some(42), None)
             .await
             .unwrap();
         let srv = s.get_server(id).await.unwrap();
         assert!(srv.launched_at.is_some() && srv.pid == Some(42));
         assert!(
-            s.begin_task(id, &[vm::ACTIVE], "pausing")
+            s.begin_task(id, &[vm::ACTIVE], task::PAUSING)
                 .await
                 .unwrap()
                 .is_none()
         );
-        let cur = s.begin_task(id, &[vm::ACTIVE], "suspending").await.unwrap();
-        assert_eq!(cur.unwrap().task_state.as_deref(), Some("pausing"));
+        let cur = s
+            .begin_task(id, &[vm::ACTIVE], task::SUSPENDING)
+            .await
+            .unwrap();
+        assert_eq!(
+            cur.unwrap().task_state.map(TaskState::as_str),
+            Some("pausing")
+        );
         // A delete marks the row; a late outcome of the action does not undo it.
         s.begin_delete(id).await.unwrap();
         s.set_state(id, vm::PAUSED, 3, Some(42), None)
@@ -461,7 +459,7 @@ mod tests {
             .unwrap();
         let srv = s.get_server(id).await.unwrap();
         assert_eq!(
-            (srv.vm_state.as_str(), srv.task_state.as_deref()),
+            (srv.vm_state.as_str(), srv.task_state.map(TaskState::as_str)),
             ("active", Some("deleting"))
         );
         s.set_error(&made[1].id, "Build failed", "why")

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use super::quotas::Limits;
 use super::scheduler::Request;
-use super::servers::{CreateError, Metadata, Server, vm};
+use super::servers::{CreateError, Metadata, Server};
+use super::vm;
 use super::{Compute, Flavor, task};
 use crate::image::{Image, ListViewer};
 use crate::store::{Store, StoreError};
@@ -228,8 +229,8 @@ pub async fn create_servers(
         disk_config: req.disk_config,
         host: None,
         claimed: false,
-        vm_state: vm::BUILDING.into(),
-        task_state: Some(task::SCHEDULING.into()),
+        vm_state: vm::BUILDING,
+        task_state: Some(task::SCHEDULING),
         power_state: 0,
         pid: None,
         fault: None,

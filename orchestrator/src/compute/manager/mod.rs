@@ -24,8 +24,9 @@ use spec::upload_file;
 use crate::compute::driver::{Driver, DriverError, Observed, PowerState};
 use crate::compute::hosts::Ratios;
 use crate::compute::scheduler::{Request, ScheduleError};
-use crate::compute::servers::{Server, vm};
+use crate::compute::servers::Server;
 use crate::compute::task;
+use crate::compute::{TaskState, VmState, vm};
 use crate::image::Image;
 use crate::store::{Store, StoreError};
 
@@ -67,7 +68,7 @@ pub enum Action {
 
 impl Action {
     /// (vm states it may start from, the task state while it runs).
-    pub fn rule(self) -> (&'static [&'static str], &'static str) {
+    pub fn rule(self) -> (&'static [VmState], TaskState) {
         use vm::*;
         match self {
             Action::Start => (&[STOPPED], task::POWERING_ON),

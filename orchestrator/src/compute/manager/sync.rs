@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use super::{Compute, blocking, uuid_of};
 use crate::compute::driver::{DriverError, Observed, PowerState};
-use crate::compute::servers::{Server, vm};
+use crate::compute::servers::Server;
 use crate::compute::task;
+use crate::compute::{VmState, vm};
 use crate::store::StoreError;
 
 impl Compute {
@@ -37,7 +38,7 @@ impl Compute {
     /// snapshot predates the rows: a build or action may have finished since) and records
     /// what that fresh look shows.
     async fn settle(&self, s: &Server, snapshot: Option<&Observed>) {
-        let running = matches!(s.vm_state.as_str(), vm::ACTIVE | vm::PAUSED | vm::SUSPENDED);
+        let running = matches!(s.vm_state, vm::ACTIVE | vm::PAUSED | vm::SUSPENDED);
         let differs = match snapshot {
             Some(o) => target(s, o).is_some(),
             None => running,
@@ -86,7 +87,7 @@ impl Compute {
             if self.busy(&s.id) {
                 continue;
             }
-            match s.task_state.as_deref() {
+            match s.task_state {
                 Some(task::SPAWNING) if s.vm_state == vm::BUILDING => {
                     let me = self.clone();
                     tokio::spawn(async move {
@@ -109,7 +110,7 @@ impl Compute {
         let mut adopted = 0;
         for s in self.store.servers_on_host(&self.host).await? {
             let obs = observed.get(&s.id);
-            match (s.task_state.as_deref(), obs) {
+            match (s.task_state, obs) {
                 (Some(task::DELETING), _) => {}
                 (Some(task::SPAWNING), Some(_)) if s.vm_state == vm::BUILDING => {
                     // Half-built: start over (the sync rebuilds it).
@@ -148,7 +149,7 @@ impl Compute {
 
 /// The (vm state, power state) a server with no task should have for what is observed, when
 /// its record says otherwise. A server in ERROR stays there unless its guest runs.
-fn target(s: &Server, obs: &Observed) -> Option<(&'static str, PowerState)> {
+fn target(s: &Server, obs: &Observed) -> Option<(VmState, PowerState)> {
     let (state, power) = match obs.power {
         PowerState::Running => (vm::ACTIVE, PowerState::Running),
         PowerState::Paused => (vm::PAUSED, PowerState::Paused),
@@ -181,7 +182,7 @@ mod tests {
     #[test]
     fn targets_follow_the_guest_but_keep_errors() {
         let mut s = template("p", 1, 64);
-        s.vm_state = vm::ACTIVE.into();
+        s.vm_state = vm::ACTIVE;
         s.power_state = 1;
         s.pid = Some(7);
         assert_eq!(target(&s, &seen(PowerState::Running, Some(7))), None);
@@ -197,7 +198,7 @@ mod tests {
             target(&s, &seen(PowerState::Paused, Some(7))),
             Some((vm::PAUSED, PowerState::Paused))
         );
-        s.vm_state = vm::ERROR.into();
+        s.vm_state = vm::ERROR;
         assert_eq!(target(&s, &seen(PowerState::Shutdown, None)), None);
     }
 }
