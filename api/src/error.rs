@@ -70,6 +70,24 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A store result whose missing row the caller names in its own words (a 404, or a 400 for a
+/// reference inside a body); any other store error keeps its own status (a 500 with the
+/// request id), never a 404.
+pub trait OrMissing<T> {
+    /// `missing()` for a row that is not there; the error itself for anything else.
+    fn or_missing(self, missing: impl FnOnce() -> ApiError) -> ApiResult<T>;
+}
+
+impl<T> OrMissing<T> for Result<T, StoreError> {
+    fn or_missing(self, missing: impl FnOnce() -> ApiError) -> ApiResult<T> {
+        match self {
+            Ok(v) => Ok(v),
+            Err(StoreError::NotFound { .. }) => Err(missing()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error");
@@ -91,3 +109,25 @@ impl IntoResponse for ApiError {
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_row_takes_the_callers_words() {
+        let missing = || ApiError::not_found("Instance x could not be found.");
+        let gone: Result<(), StoreError> = Err(StoreError::not_found("server", "x"));
+        assert_eq!(
+            gone.or_missing(missing).unwrap_err().status,
+            StatusCode::NOT_FOUND
+        );
+        let broken: Result<(), StoreError> = Err(StoreError::Db(sqlx::Error::PoolClosed));
+        let e = broken.or_missing(missing).unwrap_err();
+        assert_eq!(
+            e.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "a database error is no 404"
+        );
+    }
+}

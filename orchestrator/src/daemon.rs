@@ -9,8 +9,9 @@ use images::store::ImageStore;
 
 use crate::agent::{Agent, AgentConfig, AgentError};
 use crate::compute::driver::Driver;
+use crate::compute::manager::StartError;
 use crate::compute::{Compute, ComputeConfig};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// Why the compute role did not start.
 #[derive(Debug, thiserror::Error)]
@@ -21,9 +22,9 @@ pub enum DaemonError {
     /// The agent's start-up thread panicked (a bug: the panic's message is in the log).
     #[error("cannot start the compute role: the agent's start-up panicked: {0}")]
     Panicked(String),
-    /// Registering the host or adopting its servers failed.
+    /// Registering the host or adopting its servers failed, or the driver panicked.
     #[error("cannot start the compute role: {0}")]
-    Store(#[from] StoreError),
+    Start(#[from] StartError),
 }
 
 /// Starts the agent (on a blocking thread: it reads every instance directory) and the

@@ -11,7 +11,7 @@ use super::params::{
 };
 use super::render;
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, OrMissing};
 use crate::extract::{BaseUrl, JsonBody};
 use crate::state::AppState;
 
@@ -19,7 +19,7 @@ async fn find(st: &AppState, id: &str) -> ApiResult<Flavor> {
     st.store()
         .get_flavor(id)
         .await
-        .map_err(|_| ApiError::not_found(format!("Flavor {id} could not be found.")))
+        .or_missing(|| ApiError::not_found(format!("Flavor {id} could not be found.")))
 }
 
 /// `GET /flavors` and `/flavors/detail`.

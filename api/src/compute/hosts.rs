@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::params::str_field;
 use super::render::iso_naive;
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, OrMissing};
 use crate::extract::JsonBody;
 use crate::state::AppState;
 
@@ -85,7 +85,7 @@ pub(super) async fn hypervisor(
         .store()
         .get_host_by_seq(seq)
         .await
-        .map_err(|_| ApiError::not_found(format!("Hypervisor {id} could not be found.")))?;
+        .or_missing(|| ApiError::not_found(format!("Hypervisor {id} could not be found.")))?;
     Ok(Json(json!({ "hypervisor": hypervisor_view(&h, true) })))
 }
 
@@ -167,7 +167,7 @@ pub(super) async fn set_service(
     st.store()
         .set_host_enabled(host, enabled, reason)
         .await
-        .map_err(|_| ApiError::not_found(format!("Host {host} could not be found.")))?;
+        .or_missing(|| ApiError::not_found(format!("Host {host} could not be found.")))?;
     let mut svc = json!({
         "host": host,
         "binary": binary,

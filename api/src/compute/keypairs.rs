@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::params::{body_object, only_known, str_field};
 use super::render;
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, OrMissing};
 use crate::extract::JsonBody;
 use crate::state::AppState;
 
@@ -97,7 +97,7 @@ pub(super) async fn show(
         .store()
         .get_keypair(&auth.claims.user_id, &name)
         .await
-        .map_err(|_| not_found(&name))?;
+        .or_missing(|| not_found(&name))?;
     Ok(Json(json!({ "keypair": render::keypair_full(&k) })))
 }
 
@@ -110,6 +110,6 @@ pub(super) async fn delete(
     st.store()
         .delete_keypair(&auth.claims.user_id, &name)
         .await
-        .map_err(|_| not_found(&name))?;
+        .or_missing(|| not_found(&name))?;
     Ok(StatusCode::ACCEPTED)
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::params::{Paging, body_object, int_field, only_known, paged_body, str_field};
 use super::render;
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, OrMissing};
 use crate::extract::{BaseUrl, JsonBody};
 use crate::state::AppState;
 
@@ -22,7 +22,11 @@ pub(super) fn not_found(id: &str) -> ApiError {
 
 /// The server if the caller may see it (admin: any; others: their project's).
 pub(super) async fn visible(st: &AppState, auth: &Auth, id: &str) -> ApiResult<Server> {
-    let s = st.store().get_server(id).await.map_err(|_| not_found(id))?;
+    let s = st
+        .store()
+        .get_server(id)
+        .await
+        .or_missing(|| not_found(id))?;
     if auth.is_admin() || auth.project_id() == Some(s.project_id.as_str()) {
         Ok(s)
     } else {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::render::{self, extra_from};
 use super::set;
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, OrMissing};
 use crate::extract::{BaseUrl, JsonBody};
 use crate::state::AppState;
 
@@ -137,7 +137,7 @@ async fn create_region_with(
         st.store()
             .get_region(p)
             .await
-            .map_err(|_| ApiError::bad_request(format!("Parent region {p} does not exist.")))?;
+            .or_missing(|| ApiError::bad_request(format!("Parent region {p} does not exist.")))?;
     }
     let region = Region {
         id,
@@ -351,13 +351,13 @@ pub(super) async fn create_endpoint(
     st.store()
         .get_service(&service_id)
         .await
-        .map_err(|_| ApiError::bad_request(format!("Service {service_id} does not exist.")))?;
+        .or_missing(|| ApiError::bad_request(format!("Service {service_id} does not exist.")))?;
     let region_id = e.region_id.or(e.region);
     if let Some(r) = &region_id {
         st.store()
             .get_region(r)
             .await
-            .map_err(|_| ApiError::bad_request(format!("Region {r} does not exist.")))?;
+            .or_missing(|| ApiError::bad_request(format!("Region {r} does not exist.")))?;
     }
     let endpoint = Endpoint {
         id: new_id(),

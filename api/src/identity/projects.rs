@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::render::{self, extra_from};
 use super::set;
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, OrMissing};
 use crate::extract::{BaseUrl, JsonBody};
 use crate::state::AppState;
 
@@ -213,11 +213,11 @@ pub(super) async fn create_project(
     st.store()
         .get_domain(&domain_id)
         .await
-        .map_err(|_| ApiError::bad_request(format!("Domain {domain_id} does not exist.")))?;
+        .or_missing(|| ApiError::bad_request(format!("Domain {domain_id} does not exist.")))?;
     if let Some(parent) = &p.parent_id
         && parent != &domain_id
     {
-        st.store().get_project(parent).await.map_err(|_| {
+        st.store().get_project(parent).await.or_missing(|| {
             ApiError::bad_request(format!("Parent project {parent} does not exist."))
         })?;
     }

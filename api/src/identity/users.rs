@@ -12,7 +12,7 @@ use super::projects::{NameFilter, check_name, query_bool};
 use super::render::{self, extra_from};
 use super::set;
 use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, OrMissing};
 use crate::extract::{BaseUrl, JsonBody};
 use crate::state::AppState;
 
@@ -100,12 +100,12 @@ pub(super) async fn create_user(
     st.store()
         .get_domain(&domain_id)
         .await
-        .map_err(|_| ApiError::bad_request(format!("Domain {domain_id} does not exist.")))?;
+        .or_missing(|| ApiError::bad_request(format!("Domain {domain_id} does not exist.")))?;
     if let Some(p) = &u.default_project_id {
         st.store()
             .get_project(p)
             .await
-            .map_err(|_| ApiError::bad_request(format!("Default project {p} does not exist.")))?;
+            .or_missing(|| ApiError::bad_request(format!("Default project {p} does not exist.")))?;
     }
     let user = User {
         id: new_id(),

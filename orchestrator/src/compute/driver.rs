@@ -165,6 +165,10 @@ pub enum DriverError {
         /// The error.
         source: std::io::Error,
     },
+    /// The driver's call panicked (a bug: the panic is in the log); the instance is left as
+    /// the next sync finds it.
+    #[error("the driver panicked: {0}")]
+    Panicked(String),
 }
 
 /// A host that runs instances. Implemented by the compute agent over `virga-vmm` processes.

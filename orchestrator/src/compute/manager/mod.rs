@@ -110,12 +110,20 @@ fn uuid_of(id: &str) -> Result<Uuid, DriverError> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
 ) -> Result<T, DriverError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(DriverError::Io {
-            id: Uuid::nil(),
-            source: std::io::Error::other(e),
-        })
-    })
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(DriverError::Panicked(e.to_string())))
+}
+
+/// Why the compute manager did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Registering the host or adopting its servers failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The driver's `host_info` panicked (a bug: the panic is in the log).
+    #[error("the driver's host_info panicked: {0}")]
+    Panicked(String),
 }
 
 impl Compute {
@@ -128,11 +136,11 @@ impl Compute {
         images: Arc<ImageStore>,
         cfg: ComputeConfig,
         deaths: Option<std::sync::mpsc::Receiver<Uuid>>,
-    ) -> Result<Arc<Compute>, StoreError> {
+    ) -> Result<Arc<Compute>, StartError> {
         let d = driver.clone();
         let info = tokio::task::spawn_blocking(move || d.host_info())
             .await
-            .map_err(|e| StoreError::Conflict(format!("driver host_info panicked: {e}")))?;
+            .map_err(|e| StartError::Panicked(e.to_string()))?;
         store
             .register_host(&info, cfg.ratios, &cfg.availability_zone)
             .await?;
