@@ -91,7 +91,7 @@ pub fn server(base: &str, s: &Server, admin: bool) -> Value {
         "OS-EXT-AZ:availability_zone": s.availability_zone.clone().unwrap_or_default(),
         "OS-EXT-STS:vm_state": s.vm_state,
         "OS-EXT-STS:task_state": s.task_state,
-        "OS-EXT-STS:power_state": s.power_state,
+        "OS-EXT-STS:power_state": s.power_state as i64,
         "OS-SRV-USG:launched_at": s.launched_at.map(iso_naive),
         "OS-SRV-USG:terminated_at": Value::Null,
         "os-extended-volumes:volumes_attached": [],

@@ -64,10 +64,13 @@ pub struct ConfigDriveData {
     pub vendor_data: serde_json::Value,
 }
 
-/// Power states, numbered as Nova numbers them in `OS-EXT-STS:power_state`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Power states, numbered as Nova numbers them in `OS-EXT-STS:power_state` (and so stored: an
+/// INTEGER column; a number that is none of these is a decode error).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::Type)]
+#[repr(i64)]
 pub enum PowerState {
     /// No VMM and no record of one (0).
+    #[default]
     NoState = 0,
     /// The VMM runs the guest (1).
     Running = 1,

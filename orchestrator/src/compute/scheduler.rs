@@ -223,7 +223,7 @@ pub(crate) mod tests {
             claimed: false,
             vm_state: crate::compute::VmState::Building,
             task_state: Some(crate::compute::TaskState::Scheduling),
-            power_state: 0,
+            power_state: crate::compute::driver::PowerState::NoState,
             pid: None,
             fault: None,
             launched_at: None,

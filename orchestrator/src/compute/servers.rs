@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::driver::PowerState;
 use super::quotas::{Limits, usage};
 use super::state::{TaskState, VmState};
 use super::write_tx;
@@ -58,8 +59,8 @@ pub struct Server {
     pub vm_state: VmState,
     /// Task in flight.
     pub task_state: Option<TaskState>,
-    /// Power state number.
-    pub power_state: i64,
+    /// Power state.
+    pub power_state: PowerState,
     /// VMM pid.
     pub pid: Option<i64>,
     /// Fault as JSON text.
@@ -327,7 +328,7 @@ impl Store {
         &self,
         id: &str,
         vm_state: VmState,
-        power: i64,
+        power: PowerState,
         pid: Option<u32>,
         task: Option<TaskState>,
     ) -> Result<(), StoreError> {
@@ -356,7 +357,7 @@ impl Store {
         &self,
         id: &str,
         vm_state: VmState,
-        power: i64,
+        power: PowerState,
         pid: Option<u32>,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
@@ -433,7 +434,7 @@ mod tests {
             cur.unwrap().task_state.map(TaskState::as_str),
             Some("scheduling")
         );
-        s.set_state(id, vm::ACTIVE, 1, Some(42), None)
+        s.set_state(id, vm::ACTIVE, PowerState::Running, Some(42), None)
             .await
             .unwrap();
         let srv = s.get_server(id).await.unwrap();
@@ -454,7 +455,7 @@ mod tests {
         );
         // A delete marks the row; a late outcome of the action does not undo it.
         s.begin_delete(id).await.unwrap();
-        s.set_state(id, vm::PAUSED, 3, Some(42), None)
+        s.set_state(id, vm::PAUSED, PowerState::Paused, Some(42), None)
             .await
             .unwrap();
         let srv = s.get_server(id).await.unwrap();

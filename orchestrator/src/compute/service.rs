@@ -231,7 +231,7 @@ pub async fn create_servers(
         claimed: false,
         vm_state: vm::BUILDING,
         task_state: Some(task::SCHEDULING),
-        power_state: 0,
+        power_state: crate::compute::driver::PowerState::NoState,
         pid: None,
         fault: None,
         launched_at: None,

@@ -250,5 +250,17 @@ mod tests {
         assert_eq!((v, t), (VmState::Suspended, Some(TaskState::RebootingHard)));
         let bad: Result<(VmState,), _> = sqlx::query_as("SELECT 'shelved'").fetch_one(&pool).await;
         assert!(bad.is_err());
+        // Power states are Nova's numbers.
+        use crate::compute::driver::PowerState;
+        let (n,): (i64,) = sqlx::query_as("SELECT $1")
+            .bind(PowerState::Crashed)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 6);
+        let (p,): (PowerState,) = sqlx::query_as("SELECT 7").fetch_one(&pool).await.unwrap();
+        assert_eq!(p, PowerState::Suspended);
+        let bad: Result<(PowerState,), _> = sqlx::query_as("SELECT 5").fetch_one(&pool).await;
+        assert!(bad.is_err(), "5 is no power state of ours");
     }
 }

@@ -293,7 +293,7 @@ impl Compute {
             self.note_ready(id, &obs);
             let _ = self
                 .store
-                .set_state(id, vm::ACTIVE, PowerState::Running as i64, obs.pid, None)
+                .set_state(id, vm::ACTIVE, PowerState::Running, obs.pid, None)
                 .await;
             return;
         }
@@ -382,10 +382,7 @@ impl Compute {
                         .ok()
                         .and_then(|o| o.pid)
                 };
-                let _ = self
-                    .store
-                    .set_state(id, then.0, then.1 as i64, pid, None)
-                    .await;
+                let _ = self.store.set_state(id, then.0, then.1, pid, None).await;
             }
             Err(DriverError::NotFound(_)) => {
                 self.fail(id, "Instance not found on its host", &format!("{action:?}"))

@@ -25,11 +25,7 @@ impl Compute {
         if state == vm::STOPPED && s.vm_state != vm::STOPPED {
             tracing::warn!(server = id, power = ?obs.power, fault = ?obs.fault, "guest is no longer running");
         }
-        if let Err(e) = self
-            .store
-            .sync_state(id, state, power as i64, obs.pid)
-            .await
-        {
+        if let Err(e) = self.store.sync_state(id, state, power, obs.pid).await {
             tracing::warn!(server = id, error = %e, "cannot record the observed state");
         }
     }
@@ -161,7 +157,7 @@ fn target(s: &Server, obs: &Observed) -> Option<(VmState, PowerState)> {
         return None;
     }
     let pid = obs.pid.map(i64::from);
-    (s.vm_state != state || s.power_state != power as i64 || s.pid != pid).then_some((state, power))
+    (s.vm_state != state || s.power_state != power || s.pid != pid).then_some((state, power))
 }
 
 #[cfg(test)]
@@ -183,7 +179,7 @@ mod tests {
     fn targets_follow_the_guest_but_keep_errors() {
         let mut s = template("p", 1, 64);
         s.vm_state = vm::ACTIVE;
-        s.power_state = 1;
+        s.power_state = PowerState::Running;
         s.pid = Some(7);
         assert_eq!(target(&s, &seen(PowerState::Running, Some(7))), None);
         assert_eq!(
