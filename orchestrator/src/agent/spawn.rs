@@ -1,12 +1,13 @@
 //! Creating an instance (root overlay, config drive, VMM config, record) and booting its VMM.
 //! Runs under the instance's lock (taken by the `Driver` impl in `mod.rs`).
 
+use super::configdrive::ConfigDriveError;
 use super::instance::{InstanceDir, InstanceRecord, MAX_SOCKET_PATH, write_atomic};
 use super::{Agent, configdrive, ctl, process};
 use crate::compute::driver::{DriverError, InstanceSpec, Observed};
 use images::bootdisk::Limits;
 use images::cache::{CacheError, HostBootFiles, ImageBoot};
-use images::store::DiskFormat;
+use images::store::{DiskFormat, UnknownDiskFormat};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -31,6 +32,86 @@ fn sync_in_background(dir: &InstanceDir) {
     if let Err(e) = spawned {
         tracing::warn!("cannot start the sync thread: {e}");
     }
+}
+
+/// Why an instance's files could not be prepared (the reason of `DriverError::Prepare`).
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The image's recorded disk format is none the image service knows.
+    #[error("image {image}: {source}")]
+    Format {
+        /// The image.
+        image: String,
+        /// Why.
+        source: UnknownDiskFormat,
+    },
+    /// The image could not be copied into the host's base cache.
+    #[error("caching image {image} from {}: {source}", from.display())]
+    Cache {
+        /// The image.
+        image: String,
+        /// Its file in the image store.
+        from: PathBuf,
+        /// Why (boxed: the error is large).
+        source: Box<CacheError>,
+    },
+    /// The flavor's root disk does not fit in bytes.
+    #[error("root disk of {0} GiB is too large")]
+    RootTooLarge(u64),
+    /// The flavor's root disk is smaller than the image.
+    #[error("flavor root disk too small: {0}")]
+    RootTooSmall(Box<CacheError>),
+    /// The overlay could not be made.
+    #[error("creating the root disk: {0}")]
+    Overlay(Box<CacheError>),
+    /// Reading the image's own kernel failed.
+    #[error("looking for the kernel in image {image}: {source}")]
+    FindKernel {
+        /// The image.
+        image: String,
+        /// Why (boxed: the error is large).
+        source: Box<CacheError>,
+    },
+    /// Nothing to boot.
+    #[error(
+        "image {image} has no kernel_id, no kernel of its own ({why}), and this host has no default kernel ([compute] default_kernel)"
+    )]
+    NoKernel {
+        /// The image.
+        image: Uuid,
+        /// Why its disk holds no kernel.
+        why: String,
+    },
+    /// The config drive could not be written.
+    #[error(transparent)]
+    ConfigDrive(ConfigDriveError),
+    /// The config drive's writer thread panicked (a bug: the panic is in the log).
+    #[error("the config drive writer panicked")]
+    ConfigDrivePanicked,
+    /// A file of the instance could not be serialised.
+    #[error("{what}: {source}")]
+    Json {
+        /// Which file.
+        what: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// A file of the instance could not be written.
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The image service's disk format of `image`.
+fn disk_format(image: &str, format: &str) -> Result<DiskFormat, PrepareError> {
+    format.parse().map_err(|source| PrepareError::Format {
+        image: image.to_string(),
+        source,
+    })
 }
 
 impl Agent {
@@ -58,29 +139,26 @@ impl Agent {
             // Nothing half-made stays behind.
             let _ = self.cache.remove_overlay(&id.to_string());
             let _ = std::fs::remove_dir_all(dir.path());
-            return Err(prepare(reason));
+            return Err(prepare(reason.to_string()));
         }
         self.boot(id, &dir)
     }
 
     /// Root disk overlay, config drive, VMM config and the agent's record.
-    fn prepare(&self, spec: &InstanceSpec, dir: &InstanceDir) -> Result<(), String> {
+    fn prepare(&self, spec: &InstanceSpec, dir: &InstanceDir) -> Result<(), PrepareError> {
         // The ISO (its write ends in fsyncs) is made while the base and overlay are.
         let (root_disk, iso) = std::thread::scope(|s| {
             let iso = self.cfg.config_drive.then(|| {
                 s.spawn(|| {
                     configdrive::write(&dir.config_drive(), &spec.config_drive)
-                        .map_err(|e| e.to_string())
+                        .map_err(PrepareError::ConfigDrive)
                 })
             });
             let root = match &spec.boot.disk {
                 Some(disk) => self.root_overlay(spec, disk).map(Some),
                 None => Ok(None),
             };
-            let iso = iso.map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err("the config drive writer panicked".to_owned()))
-            });
+            let iso = iso.map(|t| t.join().unwrap_or(Err(PrepareError::ConfigDrivePanicked)));
             (root, iso)
         });
         let root_disk = root_disk?;
@@ -125,9 +203,14 @@ impl Agent {
             virtio_cmdline: false,
             ..VmConfig::new(kernel)
         };
-        let json = serde_json::to_vec_pretty(&cfg).map_err(|e| format!("VMM config: {e}"))?;
-        write_atomic(&dir.vmm_config(), &json, false)
-            .map_err(|e| format!("writing {}: {e}", dir.vmm_config().display()))?;
+        let json = serde_json::to_vec_pretty(&cfg).map_err(|source| PrepareError::Json {
+            what: "VMM config",
+            source,
+        })?;
+        let write = |path: PathBuf, json: &[u8]| {
+            write_atomic(&path, json, false).map_err(|source| PrepareError::Write { path, source })
+        };
+        write(dir.vmm_config(), &json)?;
         let record = InstanceRecord {
             id: spec.id,
             name: spec.name.clone(),
@@ -136,28 +219,33 @@ impl Agent {
             stop_requested: false,
             suspended: false,
         };
-        let json = serde_json::to_vec_pretty(&record).map_err(|e| format!("record: {e}"))?;
-        write_atomic(&dir.record(), &json, false)
-            .map_err(|e| format!("writing {}: {e}", dir.record().display()))?;
+        let json = serde_json::to_vec_pretty(&record).map_err(|source| PrepareError::Json {
+            what: "record",
+            source,
+        })?;
+        write(dir.record(), &json)?;
         sync_in_background(dir);
         Ok(())
     }
 
     /// Kernel, initrd and command line: those inside the image (its base is cached by now) for
     /// an image without `kernel_id` that holds a kernel, else the given or default kernel.
-    fn kernel(&self, spec: &InstanceSpec) -> Result<(PathBuf, Option<PathBuf>, String), String> {
+    fn kernel(
+        &self,
+        spec: &InstanceSpec,
+    ) -> Result<(PathBuf, Option<PathBuf>, String), PrepareError> {
         let boot = &spec.boot;
         let mut inside = None;
         if boot.kernel_from_disk && boot.disk.is_some() {
             let image = boot.image_id.to_string();
-            let format: DiskFormat = boot
-                .disk_format
-                .parse()
-                .map_err(|e| format!("image {image}: {e}"))?;
+            let format = disk_format(&image, &boot.disk_format)?;
             let found = self
                 .cache
                 .image_boot(&image, format, &Limits::default())
-                .map_err(|e| format!("looking for the kernel in image {image}: {e}"))?;
+                .map_err(|source| PrepareError::FindKernel {
+                    image: image.clone(),
+                    source: Box::new(source),
+                })?;
             match found {
                 ImageBoot::Kernel(files) => {
                     return Ok(image_kernel(files, boot.cmdline.as_deref()));
@@ -172,42 +260,44 @@ impl Agent {
         };
         match (&boot.kernel, inside) {
             (Some(kernel), _) => Ok((kernel.clone(), boot.initrd.clone(), cmdline())),
-            (None, why) => Err(format!(
-                "image {} has no kernel_id, no kernel of its own ({}), and this host has no \
-                 default kernel ([compute] default_kernel)",
-                boot.image_id,
-                why.as_deref().unwrap_or("it has no disk")
-            )),
+            (None, why) => Err(PrepareError::NoKernel {
+                image: boot.image_id,
+                why: why.unwrap_or_else(|| "it has no disk".into()),
+            }),
         }
     }
 
     /// The image's base in the host cache (copied from the image store once per host) and this
     /// instance's qcow2 overlay on it, `root_gb` large.
-    fn root_overlay(&self, spec: &InstanceSpec, disk: &std::path::Path) -> Result<PathBuf, String> {
+    fn root_overlay(
+        &self,
+        spec: &InstanceSpec,
+        disk: &std::path::Path,
+    ) -> Result<PathBuf, PrepareError> {
         let image = spec.boot.image_id.to_string();
-        let format: DiskFormat = spec
-            .boot
-            .disk_format
-            .parse()
-            .map_err(|e| format!("image {image}: {e}"))?;
+        let format = disk_format(&image, &spec.boot.disk_format)?;
         self.cache
             .ensure_base(&image, format, |out| {
                 let mut src = std::fs::File::open(disk)?;
                 std::io::copy(&mut src, out).map(drop)
             })
-            .map_err(|e| format!("caching image {image} from {}: {e}", disk.display()))?;
+            .map_err(|source| PrepareError::Cache {
+                image: image.clone(),
+                from: disk.to_owned(),
+                source: Box::new(source),
+            })?;
         let size = match spec.root_gb {
             0 => None,
             gb => Some(
                 gb.checked_mul(1 << 30)
-                    .ok_or_else(|| format!("root disk of {gb} GiB is too large"))?,
+                    .ok_or(PrepareError::RootTooLarge(gb))?,
             ),
         };
         self.cache
             .create_overlay(&image, &spec.id.to_string(), size)
             .map_err(|e| match e {
-                CacheError::DiskTooSmall { .. } => format!("flavor root disk too small: {e}"),
-                e => format!("creating the root disk: {e}"),
+                CacheError::DiskTooSmall { .. } => PrepareError::RootTooSmall(Box::new(e)),
+                e => PrepareError::Overlay(Box::new(e)),
             })
     }
 

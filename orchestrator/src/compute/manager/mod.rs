@@ -19,7 +19,7 @@ use images::store::ImageStore;
 use uuid::Uuid;
 
 pub use spec::hostname;
-use spec::upload_file;
+use spec::{SnapshotError, upload_file};
 
 use crate::compute::driver::{Driver, DriverError, Observed, PowerState};
 use crate::compute::hosts::Ratios;
@@ -270,7 +270,11 @@ impl Compute {
         }
         let spec = match self.spec(&s).await {
             Ok(spec) => spec,
-            Err(why) => return self.fail(id, "Build of instance aborted", &why).await,
+            Err(why) => {
+                return self
+                    .fail(id, "Build of instance aborted", &why.to_string())
+                    .await;
+            }
         };
         let d = self.driver.clone();
         let spawned = blocking(move || d.spawn(&spec)).await;
@@ -474,16 +478,16 @@ impl Compute {
         });
     }
 
-    async fn run_snapshot(&self, id: &str, image: &Image) -> Result<(), String> {
-        let uuid = uuid_of(id).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&self.cfg.snapshot_dir)
-            .map_err(|e| format!("{}: {e}", self.cfg.snapshot_dir.display()))?;
+    async fn run_snapshot(&self, id: &str, image: &Image) -> Result<(), SnapshotError> {
+        let uuid = uuid_of(id)?;
+        std::fs::create_dir_all(&self.cfg.snapshot_dir).map_err(|source| SnapshotError::File {
+            path: self.cfg.snapshot_dir.clone(),
+            source,
+        })?;
         let dest = self.cfg.snapshot_dir.join(format!("{}.qcow2", image.id));
         let d = self.driver.clone();
         let to = dest.clone();
-        blocking(move || d.snapshot(uuid, &to))
-            .await
-            .map_err(|e| e.to_string())?;
+        blocking(move || d.snapshot(uuid, &to)).await?;
         let _ = self.store.set_task(id, Some(task::IMAGE_UPLOADING)).await;
         let result = upload_file(&self.store, self.images.clone(), image, &dest).await;
         let _ = std::fs::remove_file(&dest);

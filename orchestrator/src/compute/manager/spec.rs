@@ -9,10 +9,11 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{Compute, uuid_of};
-use crate::compute::driver::{BootSource, ConfigDriveData, InstanceSpec};
+use crate::compute::driver::{BootSource, ConfigDriveData, DriverError, InstanceSpec};
 use crate::compute::servers::Server;
 use crate::image::Image;
-use crate::store::Store;
+use crate::image::upload::UploadError;
+use crate::store::{Store, StoreError};
 
 /// A guest hostname from a server name (RFC 952-ish, as nova sanitizes it).
 pub fn hostname(name: &str) -> String {
@@ -26,6 +27,59 @@ pub fn hostname(name: &str) -> String {
     if h.is_empty() { "server".into() } else { h }
 }
 
+/// Why a server's boot could not be resolved on this host (its fault message).
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// An image the server needs has no data here.
+    #[error("{what} image {id} has no data on this host")]
+    NoData {
+        /// root disk, kernel or ramdisk.
+        what: &'static str,
+        /// The image.
+        id: String,
+    },
+    /// Nothing to boot: no kernel_id, no disk, no default kernel.
+    #[error(
+        "image {0} has no kernel_id and no disk, and this host has no default kernel ([compute] default_kernel)"
+    )]
+    NoKernel(String),
+    /// A record the server names could not be read.
+    #[error("{what} {id}: {source}")]
+    Lookup {
+        /// image, kernel_id, ramdisk_id or key pair.
+        what: &'static str,
+        /// Its id or name.
+        id: String,
+        /// Why.
+        source: StoreError,
+    },
+    /// The stored user data is not base64 (the API checked it; a row changed behind it).
+    #[error("user_data is not base64: {0}")]
+    UserData(#[from] base64::DecodeError),
+    /// The server's id is not a UUID.
+    #[error(transparent)]
+    Id(#[from] DriverError),
+}
+
+/// Why a snapshot did not reach its image.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The snapshot directory or the snapshot file could not be made or read.
+    #[error("{path}: {source}")]
+    File {
+        /// The directory or file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The driver could not take the snapshot.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    /// The image service refused the upload.
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+}
+
 impl Compute {
     /// Resolves an image to files on this host.
     fn boot_source(
@@ -33,7 +87,7 @@ impl Compute {
         image: &Image,
         kernel: Option<&Image>,
         ramdisk: Option<&Image>,
-    ) -> Result<BootSource, String> {
+    ) -> Result<BootSource, SpecError> {
         let prop = |k: &str| {
             image
                 .properties
@@ -42,10 +96,11 @@ impl Compute {
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
-        let file = |i: &Image, what: &str| {
-            self.images
-                .path(&i.id)
-                .ok_or_else(|| format!("{what} image {} has no data on this host", i.id))
+        let file = |i: &Image, what: &'static str| {
+            self.images.path(&i.id).ok_or_else(|| SpecError::NoData {
+                what,
+                id: i.id.clone(),
+            })
         };
         let disk_format = image.disk_format.clone().unwrap_or_else(|| "raw".into());
         let is_kernel = matches!(disk_format.as_str(), "aki" | "ari");
@@ -64,11 +119,7 @@ impl Compute {
             None => Some(self.cfg.default_kernel.clone()),
         };
         if kernel.is_none() && !kernel_from_disk {
-            return Err(format!(
-                "image {} has no kernel_id and no disk, and this host has no default kernel \
-                 ([compute] default_kernel)",
-                image.id
-            ));
+            return Err(SpecError::NoKernel(image.id.clone()));
         }
         let initrd = ramdisk.map(|r| file(r, "ramdisk")).transpose()?;
         Ok(BootSource {
@@ -83,20 +134,32 @@ impl Compute {
     }
 
     /// The image a property (`kernel_id`, `ramdisk_id`) names, if it names one.
-    async fn linked_image(&self, image: &Image, key: &str) -> Result<Option<Image>, String> {
+    async fn linked_image(
+        &self,
+        image: &Image,
+        key: &'static str,
+    ) -> Result<Option<Image>, SpecError> {
         let Some(id) = image.properties.0.get(key).and_then(Value::as_str) else {
             return Ok(None);
         };
         let linked = self.store.get_image(id).await;
-        linked.map(Some).map_err(|e| format!("{key} {id}: {e}"))
+        linked.map(Some).map_err(|source| SpecError::Lookup {
+            what: key,
+            id: id.to_string(),
+            source,
+        })
     }
 
-    pub(super) async fn spec(&self, s: &Server) -> Result<InstanceSpec, String> {
-        let image = self
-            .store
-            .get_image(&s.image_id)
-            .await
-            .map_err(|e| format!("image {}: {e}", s.image_id))?;
+    pub(super) async fn spec(&self, s: &Server) -> Result<InstanceSpec, SpecError> {
+        let image =
+            self.store
+                .get_image(&s.image_id)
+                .await
+                .map_err(|source| SpecError::Lookup {
+                    what: "image",
+                    id: s.image_id.clone(),
+                    source,
+                })?;
         let kernel = self.linked_image(&image, "kernel_id").await?;
         let ramdisk = self.linked_image(&image, "ramdisk_id").await?;
         let boot = self.boot_source(&image, kernel.as_ref(), ramdisk.as_ref())?;
@@ -107,16 +170,16 @@ impl Compute {
                 .store
                 .get_keypair(&s.user_id, k)
                 .await
-                .map_err(|e| format!("key pair {k}: {e}"))?;
+                .map_err(|source| SpecError::Lookup {
+                    what: "key pair",
+                    id: k.clone(),
+                    source,
+                })?;
             public_keys.insert(k.clone(), Value::String(kp.public_key.clone()));
             keys.push(json!({"name": k, "type": "ssh", "data": kp.public_key}));
         }
         let user_data = match &s.user_data {
-            Some(b) => Some(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .map_err(|e| format!("user_data is not base64: {e}"))?,
-            ),
+            Some(b) => Some(base64::engine::general_purpose::STANDARD.decode(b)?),
             None => None,
         };
         let meta_data = json!({
@@ -132,7 +195,7 @@ impl Compute {
             "devices": [],
         });
         Ok(InstanceSpec {
-            id: uuid_of(&s.id).map_err(|e| e.to_string())?,
+            id: uuid_of(&s.id)?,
             name: s.name.clone(),
             vcpus: u32::try_from(s.vcpus).unwrap_or(1),
             memory_mib: u64::try_from(s.ram_mb).unwrap_or(0),
@@ -154,12 +217,15 @@ pub(super) async fn upload_file(
     data: Arc<ImageStore>,
     image: &Image,
     path: &std::path::Path,
-) -> Result<(), String> {
+) -> Result<(), SnapshotError> {
     use futures_util::StreamExt;
     use tokio::io::AsyncReadExt;
     let file = tokio::fs::File::open(path)
         .await
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| SnapshotError::File {
+            path: path.to_owned(),
+            source,
+        })?;
     let stream = futures_util::stream::unfold(file, |mut f| async move {
         let mut buf = vec![0u8; 1 << 20];
         match f.read(&mut buf).await {
@@ -172,8 +238,6 @@ pub(super) async fn upload_file(
         }
     });
     let mut stream = stream.boxed();
-    crate::image::upload::receive(store, data, image, &mut stream)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    crate::image::upload::receive(store, data, image, &mut stream).await?;
+    Ok(())
 }
