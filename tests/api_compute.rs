@@ -543,6 +543,27 @@ async fn flavors_keypairs_quotas_hosts() {
             json!({"name": "a", "flavorRef": "2", "imageRef": big_id, "OS-DCF:diskConfig": "SIDEWAYS"}),
             "OS-DCF:diskConfig",
         ),
+        // Typed bodies: an unknown key, a wrong type and a bad count each name their field.
+        (
+            json!({"name": "a", "flavorRef": "2", "imageRef": big_id, "colour": "red"}),
+            "'colour' was unexpected",
+        ),
+        (
+            json!({"name": "a", "flavorRef": "2", "imageRef": big_id, "min_count": "two"}),
+            "server.min_count",
+        ),
+        (
+            json!({"name": "a", "flavorRef": "2", "imageRef": big_id, "min_count": 0}),
+            "min_count",
+        ),
+        (
+            json!({"name": "a", "flavorRef": [2], "imageRef": big_id}),
+            "server.flavorRef",
+        ),
+        (
+            json!({"name": "a", "flavorRef": "2", "block_device_mapping_v2": [{"boot_index": 0, "uuid": big_id, "source_type": "image", "size": 1}]}),
+            "server.block_device_mapping_v2[0]",
+        ),
     ];
     for (body, want) in bad {
         let m = api
@@ -556,7 +577,7 @@ async fn flavors_keypairs_quotas_hosts() {
     let first = api
         .create_server(
             &user,
-            json!({"name": "q1", "flavorRef": "2", "imageRef": big_id, "OS-DCF:diskConfig": "AUTO"}),
+            json!({"name": "q1", "flavorRef": 2, "imageRef": big_id, "OS-DCF:diskConfig": "AUTO"}),
         )
         .await;
     assert_eq!(api.server(&user, &first).await["OS-DCF:diskConfig"], "AUTO");
@@ -569,6 +590,23 @@ async fn flavors_keypairs_quotas_hosts() {
         .await
         .nova_error(403, "forbidden");
     assert!(m.contains("Quota exceeded for instances"), "{m}");
+    // Typed action bodies: one known action with its argument's shape, else a 400 saying so.
+    for (body, want) in [
+        (json!({"levitate": null}), "unknown variant `levitate`"),
+        (json!({"os-stop": null, "os-start": null}), "Invalid input"),
+        (json!({"reboot": {"type": "sideways"}}), "reboot.type"),
+        (
+            json!({"createImage": {"name": "i", "size": 1}}),
+            "'size' was unexpected",
+        ),
+        (json!({"os-getConsoleOutput": {"length": -2}}), "length"),
+    ] {
+        let m = api
+            .action(&user, &first, body.clone())
+            .await
+            .nova_error(400, "badRequest");
+        assert!(m.contains(want), "{body}: {m}");
+    }
     // The scheduler's enabled filter: with the only host disabled, the server goes ERROR
     // with nova's NoValidHost fault (it never reaches the agent: no KVM needed).
     api.delete(&format!("/compute/v2.1/servers/{first}"), &user)

@@ -30,9 +30,49 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 ApiError::bad_request(format!("Cannot read the request body: {rej}"))
             }
         })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            ApiError::bad_request(format!("Malformed request body (expected JSON): {e}"))
-        })
+        parse_body(&bytes).map(JsonBody)
+    }
+}
+
+/// A body as `T`: a 400 that says whether it is not JSON at all or, naming the field's path,
+/// which field does not fit.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // serde_json words some shape errors as syntax (a second key where an action's enum
+        // expects the end): JSON that parses as anything is a shape error.
+        let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        if !is_json {
+            ApiError::bad_request(format!("Malformed request body (expected JSON): {inner}"))
+        } else {
+            ApiError::bad_request(invalid_input(&path, &inner.to_string()))
+        }
+    })?;
+    de.end().map_err(|e| {
+        ApiError::bad_request(format!("Malformed request body (expected JSON): {e}"))
+    })?;
+    Ok(value)
+}
+
+/// nova's words for a body that is JSON but not what the schema takes. serde words an unknown
+/// key as "unknown field `k`, expected ..." (`serde::de::Error::unknown_field`); nova as
+/// "Additional properties are not allowed ('k' was unexpected)", which clients and tests know.
+fn invalid_input(path: &str, serde_says: &str) -> String {
+    let unknown = serde_says
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(key, _)| key);
+    match unknown {
+        Some(key) => {
+            let words = format!("Additional properties are not allowed ('{key}' was unexpected)");
+            match path.rsplit_once('.') {
+                Some((parent, _)) => format!("Invalid input for field/attribute {parent}. {words}"),
+                None => words,
+            }
+        }
+        None => format!("Invalid input for field/attribute {path}: {serde_says}"),
     }
 }
 
@@ -101,4 +141,55 @@ pub(crate) fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        #[allow(dead_code)] // parsed only
+        server: Inner,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        #[allow(dead_code)] // parsed only
+        count: Option<u32>,
+    }
+
+    fn message(body: &str) -> String {
+        parse_body::<Outer>(body.as_bytes()).unwrap_err().message
+    }
+
+    #[test]
+    fn a_body_error_says_what_and_where() {
+        let m = message("{not json");
+        assert!(
+            m.starts_with("Malformed request body (expected JSON)"),
+            "{m}"
+        );
+        let m = message(r#"{"server": {}} trailing"#);
+        assert!(m.starts_with("Malformed request body"), "{m}");
+        let m = message(r#"{"server": {"count": "x"}}"#);
+        assert!(
+            m.starts_with("Invalid input for field/attribute server.count: invalid type"),
+            "{m}"
+        );
+        let m = message(r#"{"server": {"bogus": 1}}"#);
+        assert_eq!(
+            m,
+            "Invalid input for field/attribute server. Additional properties are not allowed ('bogus' was unexpected)"
+        );
+        let m = message(r#"{"other": 1}"#);
+        assert_eq!(
+            m,
+            "Additional properties are not allowed ('other' was unexpected)"
+        );
+        assert!(parse_body::<Outer>(br#"{"server": {"count": 3}}"#).is_ok());
+    }
 }

@@ -9,8 +9,11 @@ use axum::response::{IntoResponse, Response};
 use orchestrator::compute::driver::DriverError;
 use orchestrator::compute::{Action, Server, task, vm};
 use orchestrator::image::Image;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
+use super::bodies::{
+    ConsoleOutput, CreateImage, RebootKind, ServerAction, at_least, required, text,
+};
 use super::params::compute;
 use super::servers::{check_metadata, visible};
 use crate::auth::Auth;
@@ -53,7 +56,7 @@ pub(super) async fn action(
     auth: Auth,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<ServerAction>,
 ) -> ApiResult<Response> {
     let s = visible(&st, &auth, &id).await?;
     if !auth.can_write_project(&s.project_id) {
@@ -61,71 +64,32 @@ pub(super) async fn action(
             "You are not authorized to act on server {id}."
         )));
     }
-    let obj = body
-        .as_object()
-        .filter(|o| o.len() == 1)
-        .ok_or_else(|| ApiError::bad_request("The action body must hold exactly one action."))?;
-    let Some((name, arg)) = obj.iter().next() else {
-        return Err(ApiError::bad_request("The action body is empty."));
+    let name = body.name();
+    let simple = match body {
+        ServerAction::Start(_) => Action::Start,
+        ServerAction::Stop(_) => Action::Stop,
+        ServerAction::Pause(_) => Action::Pause,
+        ServerAction::Unpause(_) => Action::Unpause,
+        ServerAction::Suspend(_) => Action::Suspend,
+        ServerAction::Resume(_) => Action::Resume,
+        ServerAction::Reboot(r) => Action::Reboot(r.kind == RebootKind::Hard),
+        ServerAction::ConsoleOutput(arg) => return console(&st, &s, arg).await,
+        ServerAction::CreateImage(arg) => return create_image(&st, &auth, &base, &s, arg).await,
     };
-    let simple = match name.as_str() {
-        "os-start" => Some(Action::Start),
-        "os-stop" => Some(Action::Stop),
-        "pause" => Some(Action::Pause),
-        "unpause" => Some(Action::Unpause),
-        "suspend" => Some(Action::Suspend),
-        "resume" => Some(Action::Resume),
-        "reboot" => {
-            let kind = arg["type"].as_str().unwrap_or("");
-            match kind.to_ascii_uppercase().as_str() {
-                "SOFT" => Some(Action::Reboot(false)),
-                "HARD" => Some(Action::Reboot(true)),
-                _ => {
-                    return Err(ApiError::bad_request(format!(
-                        "Invalid input for field/attribute type. Value: {kind:?}. It is not one of ['HARD', 'Hard', 'SOFT', 'Soft']"
-                    )));
-                }
-            }
-        }
-        _ => None,
-    };
-    if let Some(a) = simple {
-        let (from, task) = a.rule();
-        if let Some(cur) = st.store().begin_task(&s.id, from, task).await? {
-            return Err(invalid_state(name, &cur));
-        }
-        if let Err(e) = check_local(&st, &s) {
-            st.store().set_task(&s.id, None).await?;
-            return Err(e);
-        }
-        compute(&st)?.act(s.id.clone(), a);
-        return Ok(StatusCode::ACCEPTED.into_response());
+    let (from, task) = simple.rule();
+    if let Some(cur) = st.store().begin_task(&s.id, from, task).await? {
+        return Err(invalid_state(name, &cur));
     }
-    match name.as_str() {
-        "os-getConsoleOutput" => console(&st, &s, arg).await,
-        "createImage" => create_image(&st, &auth, &base, &s, arg).await,
-        other => Err(ApiError::bad_request(format!(
-            "There is no such action: {other}"
-        ))),
+    if let Err(e) = check_local(&st, &s) {
+        st.store().set_task(&s.id, None).await?;
+        return Err(e);
     }
+    compute(&st)?.act(s.id.clone(), simple);
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
-async fn console(st: &AppState, s: &Server, arg: &Value) -> ApiResult<Response> {
-    let length = match arg.get("length") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let n = v
-                .as_i64()
-                .or_else(|| v.as_str().and_then(|x| x.trim().parse().ok()))
-                .filter(|n| *n >= -1)
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "Invalid input for field/attribute length. Value: {v}. It must be an integer of at least -1."
-                    ))
-                })?;
-            usize::try_from(n).ok()
-        }
-    };
+async fn console(st: &AppState, s: &Server, arg: ConsoleOutput) -> ApiResult<Response> {
+    let length = at_least("length", arg.length, -1)?.and_then(|n| usize::try_from(n).ok());
     if s.vm_state == vm::BUILDING && s.host.is_none() {
         return Err(ApiError::conflict(format!(
             "Instance {} is not ready yet.",
@@ -152,17 +116,10 @@ async fn create_image(
     auth: &Auth,
     base: &str,
     s: &Server,
-    arg: &Value,
+    arg: CreateImage,
 ) -> ApiResult<Response> {
-    let a = arg
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("createImage needs an object argument."))?;
-    let name = a
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.trim().is_empty() && n.chars().count() <= 255)
-        .ok_or_else(|| ApiError::bad_request("'name' is a required property"))?;
-    let meta = match a.get("metadata") {
+    let name = required("name", text("name", arg.name.as_deref(), 255, true)?)?;
+    let meta = match &arg.metadata {
         Some(m) => check_metadata(m, 128)?,
         None => Map::new(),
     };

@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use orchestrator::compute::{ExtraSpecs, Flavor};
 use serde_json::{Map, Value, json};
 
-use super::params::{
-    Paging, body_object, int_field, only_known, paged_body, query_bool, str_field,
-};
+use super::bodies::lenient::{Bool, Int};
+use super::bodies::{CreateFlavorBody, ExtraSpecsBody, at_least, required, text};
+use super::params::{Paging, paged_body, query_bool};
 use super::render;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, OrMissing};
@@ -117,74 +117,49 @@ pub(super) async fn create(
     State(st): State<AppState>,
     auth: Auth,
     BaseUrl(base): BaseUrl,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<CreateFlavorBody>,
 ) -> ApiResult<Json<Value>> {
     auth.require_admin("os_compute_api:os-flavor-manage:create")?;
-    let b = body_object(&body, "flavor")?;
-    only_known(
-        b,
-        &[
-            "name",
-            "id",
-            "ram",
-            "vcpus",
-            "disk",
-            "OS-FLV-EXT-DATA:ephemeral",
-            "swap",
-            "rxtx_factor",
-            "os-flavor-access:is_public",
-        ],
-    )?;
-    let required = |name: &str, min: i64| -> ApiResult<i64> {
-        int_field(b, name, min)?
-            .ok_or_else(|| ApiError::bad_request(format!("'{name}' is a required property")))
-    };
-    let name = str_field(b, "name", 255, true)?
-        .ok_or_else(|| ApiError::bad_request("'name' is a required property"))?
+    let b = body.flavor;
+    let name = required("name", text("name", b.name.as_deref(), 255, true)?)?
         .trim()
         .to_string();
-    let id = match b.get("id") {
-        None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
-        Some(Value::String(s)) if s == "auto" => uuid::Uuid::new_v4().to_string(),
-        Some(Value::String(s))
+    let id = match b.id.as_deref() {
+        None | Some("auto") => uuid::Uuid::new_v4().to_string(),
+        Some(s)
             if !s.is_empty()
                 && s.len() <= 255
                 && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_. ".contains(c)) =>
         {
-            s.clone()
+            s.to_string()
         }
-        Some(v) => {
+        Some(s) => {
             return Err(ApiError::bad_request(format!(
-                "Invalid input for field/attribute id. Value: {v}."
+                "Invalid input for field/attribute id. Value: {s:?}."
             )));
         }
     };
-    let rxtx = match b.get("rxtx_factor") {
+    let rxtx = match b.rxtx_factor {
         None => 1.0,
-        Some(v) => v.as_f64().filter(|x| *x > 0.0).ok_or_else(|| {
-            ApiError::bad_request(format!("Invalid rxtx_factor {v}: a positive number."))
-        })?,
-    };
-    let is_public = match b.get("os-flavor-access:is_public") {
-        None => true,
-        Some(Value::Bool(x)) => *x,
-        Some(v) => {
+        Some(x) if x > 0.0 => x,
+        Some(x) => {
             return Err(ApiError::bad_request(format!(
-                "Invalid os-flavor-access:is_public {v}: a boolean."
+                "Invalid rxtx_factor {x}: a positive number."
             )));
         }
     };
+    let int = |field: &str, v: Option<Int>, min: i64| at_least(field, v, min);
     let f = Flavor {
         id,
         name,
-        vcpus: required("vcpus", 1)?,
-        ram_mb: required("ram", 1)?,
-        disk_gb: required("disk", 0)?,
-        ephemeral_gb: int_field(b, "OS-FLV-EXT-DATA:ephemeral", 0)?.unwrap_or(0),
-        swap_mb: int_field(b, "swap", 0)?.unwrap_or(0),
+        vcpus: required("vcpus", int("vcpus", b.vcpus, 1)?)?,
+        ram_mb: required("ram", int("ram", b.ram, 1)?)?,
+        disk_gb: required("disk", int("disk", b.disk, 0)?)?,
+        ephemeral_gb: int("OS-FLV-EXT-DATA:ephemeral", b.ephemeral, 0)?.unwrap_or(0),
+        swap_mb: int("swap", b.swap, 0)?.unwrap_or(0),
         rxtx_factor: rxtx,
-        is_public,
+        is_public: b.is_public.is_none_or(|Bool(p)| p),
         disabled: false,
         extra_specs: ExtraSpecs::default(),
         created_at: 0,
@@ -244,10 +219,10 @@ pub(super) async fn add_specs(
     State(st): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<ExtraSpecsBody>,
 ) -> ApiResult<Json<Value>> {
     auth.require_admin("os_compute_api:os-flavor-extra-specs:create")?;
-    let given = body_object(&body, "extra_specs")?;
+    let given = &body.extra_specs;
     check_specs(given)?;
     let mut f = find(&st, &id).await?;
     let given: Map<String, Value> = given.iter().map(|(k, v)| (k.clone(), as_text(v))).collect();

@@ -10,7 +10,7 @@ use orchestrator::compute::ComputeHost;
 use orchestrator::store::now_micros;
 use serde_json::{Value, json};
 
-use super::params::str_field;
+use super::bodies::{ServiceUpdateBody, required, text};
 use super::render::iso_naive;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, OrMissing};
@@ -137,16 +137,11 @@ pub(super) async fn set_service(
     State(st): State<AppState>,
     auth: Auth,
     Path(op): Path<String>,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(b): JsonBody<ServiceUpdateBody>,
 ) -> ApiResult<Json<Value>> {
     auth.require_admin("os_compute_api:os-services:update")?;
-    let b = body
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("The body must be a JSON object."))?;
-    let host = str_field(b, "host", 255, true)?
-        .ok_or_else(|| ApiError::bad_request("'host' is a required property"))?;
-    let binary = str_field(b, "binary", 255, true)?
-        .ok_or_else(|| ApiError::bad_request("'binary' is a required property"))?;
+    let host = required("host", text("host", b.host.as_deref(), 255, true)?)?;
+    let binary = required("binary", text("binary", b.binary.as_deref(), 255, true)?)?;
     if binary != "nova-compute" {
         return Err(ApiError::not_found(format!(
             "Service {binary} on host {host} could not be found."
@@ -156,7 +151,7 @@ pub(super) async fn set_service(
         "enable" => (true, None),
         "disable" => (false, None),
         "disable-log-reason" => {
-            let r = str_field(b, "disabled_reason", 255, true)?
+            let r = text("disabled_reason", b.disabled_reason.as_deref(), 255, true)?
                 .ok_or_else(|| ApiError::bad_request("Missing disabled reason field"))?;
             (false, Some(r))
         }

@@ -7,7 +7,7 @@ use orchestrator::StoreError;
 use orchestrator::compute::keypairs::{check_public_key, generate};
 use serde_json::{Value, json};
 
-use super::params::{body_object, only_known, str_field};
+use super::bodies::{CreateKeypairBody, required, text};
 use super::render;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, OrMissing};
@@ -34,12 +34,10 @@ pub(super) async fn list(State(st): State<AppState>, auth: Auth) -> ApiResult<Js
 pub(super) async fn create(
     State(st): State<AppState>,
     auth: Auth,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<CreateKeypairBody>,
 ) -> ApiResult<Json<Value>> {
-    let b = body_object(&body, "keypair")?;
-    only_known(b, &["name", "public_key"])?;
-    let name = str_field(b, "name", 255, true)?
-        .ok_or_else(|| ApiError::bad_request("'name' is a required property"))?;
+    let b = body.keypair;
+    let name = required("name", text("name", b.name.as_deref(), 255, true)?)?;
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_ ".contains(c))
@@ -56,17 +54,18 @@ pub(super) async fn create(
     if limit >= 0 && st.store().count_keypairs(user).await? >= limit {
         return Err(ApiError::forbidden("Quota exceeded, too many key pairs."));
     }
-    let (private, public, fingerprint) = match str_field(b, "public_key", 16384, true)? {
-        Some(line) => {
-            let (public, fp) =
-                check_public_key(line).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            (None, public, fp)
-        }
-        None => {
-            let (private, public, fp) = generate(name).map_err(ApiError::internal)?;
-            (Some(private), public, fp)
-        }
-    };
+    let (private, public, fingerprint) =
+        match text("public_key", b.public_key.as_deref(), 16384, true)? {
+            Some(line) => {
+                let (public, fp) =
+                    check_public_key(line).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                (None, public, fp)
+            }
+            None => {
+                let (private, public, fp) = generate(name).map_err(ApiError::internal)?;
+                (Some(private), public, fp)
+            }
+        };
     let k = st
         .store()
         .create_keypair(user, name, &public, &fingerprint)

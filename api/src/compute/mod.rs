@@ -5,6 +5,7 @@
 //! 404, "message": ...}}`), rewritten here from the shared `ApiError` body.
 
 mod actions;
+mod bodies;
 mod flavors;
 mod hosts;
 mod keypairs;

@@ -1,10 +1,10 @@
-//! Request checking shared by the compute handlers: integer fields as nova's schemas take them
-//! (JSON numbers or digit strings), paging with `marker` and `limit`, and the compute role.
+//! Query handling shared by the compute handlers: paging with `marker` and `limit`, booleans
+//! as nova reads them, and the compute role. Bodies are typed in `bodies`.
 
 use std::sync::Arc;
 
 use orchestrator::compute::Compute;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::percent_encode;
@@ -12,64 +12,6 @@ use crate::state::AppState;
 
 /// The largest page nova returns (`max_limit`).
 pub const MAX_LIMIT: usize = 1000;
-
-/// An integer field of a request body (number or digit string), at least `min`.
-pub fn int_field(obj: &Map<String, Value>, name: &str, min: i64) -> ApiResult<Option<i64>> {
-    let Some(v) = obj.get(name) else {
-        return Ok(None);
-    };
-    let n = match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    };
-    match n {
-        Some(n) if n >= min => Ok(Some(n)),
-        _ => Err(ApiError::bad_request(format!(
-            "Invalid input for field/attribute {name}. Value: {v}. It must be an integer of at least {min}."
-        ))),
-    }
-}
-
-/// A string field, at most `max` characters (and not empty when `nonempty`).
-pub fn str_field<'a>(
-    obj: &'a Map<String, Value>,
-    name: &str,
-    max: usize,
-    nonempty: bool,
-) -> ApiResult<Option<&'a str>> {
-    match obj.get(name) {
-        None => Ok(None),
-        Some(Value::String(s))
-            if s.chars().count() <= max && !(nonempty && s.trim().is_empty()) =>
-        {
-            Ok(Some(s))
-        }
-        Some(v) => Err(ApiError::bad_request(format!(
-            "Invalid input for field/attribute {name}. Value: {v}. It must be a{} string of at most {max} characters.",
-            if nonempty { " non-empty" } else { "" }
-        ))),
-    }
-}
-
-/// The object under `key` of a body (`{"server": {...}}`).
-pub fn body_object<'a>(body: &'a Value, key: &str) -> ApiResult<&'a Map<String, Value>> {
-    body.get(key).and_then(Value::as_object).ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "Invalid input for field/attribute {key}: the body needs a '{key}' object."
-        ))
-    })
-}
-
-/// Refuses keys outside `allowed` (nova's `additionalProperties: false`).
-pub fn only_known(obj: &Map<String, Value>, allowed: &[&str]) -> ApiResult<()> {
-    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(ApiError::bad_request(format!(
-            "Additional properties are not allowed ('{k}' was unexpected)"
-        ))),
-        None => Ok(()),
-    }
-}
 
 /// `limit` and `marker` of a list query.
 pub struct Paging {

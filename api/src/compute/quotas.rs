@@ -6,7 +6,8 @@ use axum::http::StatusCode;
 use orchestrator::compute::quotas::{Limits, defaults as default_limits, is_resource};
 use serde_json::{Map, Value, json};
 
-use super::params::body_object;
+use super::bodies::lenient::Bool;
+use super::bodies::{QuotaSetBody, at_least};
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
@@ -118,43 +119,23 @@ pub(super) async fn update(
     State(st): State<AppState>,
     auth: Auth,
     Path(project): Path<String>,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<QuotaSetBody>,
 ) -> ApiResult<Json<Value>> {
     auth.require_admin("os_compute_api:os-quota-sets:update")?;
-    let b = body_object(&body, "quota_set")?;
-    let force = match b.get("force") {
-        None => false,
-        Some(Value::Bool(f)) => *f,
-        Some(Value::String(s)) => super::params::query_bool("force", s)?,
-        Some(v) => {
-            return Err(ApiError::bad_request(format!(
-                "Invalid force {v}: a boolean."
-            )));
-        }
-    };
+    let b = body.quota_set;
+    let force = b.force.is_some_and(|Bool(f)| f);
     let usage = st.store().quota_usage(&project).await?;
     let mut set = Vec::new();
-    for (k, v) in b {
-        if k == "force" {
-            continue;
-        }
-        if !is_resource(k) {
+    for (k, v) in b.limits {
+        if !is_resource(&k) {
             return Err(ApiError::bad_request(format!(
                 "Additional properties are not allowed ('{k}' was unexpected)"
             )));
         }
-        let n = match v {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-        .filter(|n| *n >= -1)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "Invalid input for field/attribute {k}. Value: {v}. It must be an integer of at least -1."
-            ))
-        })?;
-        if let Some(used) = usage.of(k)
+        let Some(n) = at_least(&k, Some(v), -1)? else {
+            continue;
+        };
+        if let Some(used) = usage.of(&k)
             && !force
             && n >= 0
             && n < used
@@ -163,7 +144,7 @@ pub(super) async fn update(
                 "Quota limit {n} for {k} must be greater than or equal to already used and reserved {used}."
             )));
         }
-        set.push((k.clone(), n));
+        set.push((k, n));
     }
     st.store().set_quota_limits(&project, &set).await?;
     let l = st.store().quota_limits(&project).await?;

@@ -8,7 +8,11 @@ use orchestrator::compute::Server;
 use orchestrator::compute::service::{self, ComputeApiError, CreateServers};
 use serde_json::{Map, Value, json};
 
-use super::params::{Paging, body_object, int_field, only_known, paged_body, str_field};
+use super::bodies::lenient::{Bool, Id, Int};
+use super::bodies::{
+    CreateServerBody, DiskConfig, NewServer, UpdateServerBody, at_least, required, text,
+};
+use super::params::{Paging, paged_body};
 use super::render;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, OrMissing};
@@ -33,29 +37,6 @@ pub(super) async fn visible(st: &AppState, auth: &Auth, id: &str) -> ApiResult<S
         Err(not_found(id))
     }
 }
-
-const SERVER_KEYS: [&str; 20] = [
-    "name",
-    "imageRef",
-    "flavorRef",
-    "adminPass",
-    "metadata",
-    "networks",
-    "personality",
-    "block_device_mapping",
-    "block_device_mapping_v2",
-    "config_drive",
-    "key_name",
-    "min_count",
-    "max_count",
-    "return_reservation_id",
-    "security_groups",
-    "user_data",
-    "availability_zone",
-    "accessIPv4",
-    "accessIPv6",
-    "OS-DCF:diskConfig",
-];
 
 /// The last path segment of a ref (`flavorRef` and `imageRef` may be URLs).
 fn ref_id(v: &str) -> &str {
@@ -94,30 +75,24 @@ impl From<ComputeApiError> for ApiError {
 }
 
 /// The image id a create boots: `imageRef`, else the `block_device_mapping_v2` image entry.
-fn boot_image_ref(b: &Map<String, Value>) -> ApiResult<String> {
-    let image_ref = str_field(b, "imageRef", 2048, false)?
-        .filter(|s| !s.is_empty())
-        .map(|s| ref_id(s).to_string());
-    let Some(bdms) = b.get("block_device_mapping_v2") else {
+fn boot_image_ref(s: &NewServer) -> ApiResult<String> {
+    let image_ref = text("imageRef", s.image_ref.as_deref(), 2048, false)?
+        .filter(|r| !r.is_empty())
+        .map(|r| ref_id(r).to_string());
+    let Some(bdms) = &s.block_device_mapping_v2 else {
         return image_ref.ok_or_else(|| ApiError::bad_request("Missing imageRef attribute"));
     };
-    let list = bdms.as_array().ok_or_else(|| {
-        ApiError::bad_request("Invalid input for field/attribute block_device_mapping_v2: a list.")
-    })?;
     let mut boot = image_ref;
-    for d in list {
-        let src = d["source_type"].as_str().unwrap_or("");
-        let dst = d["destination_type"].as_str().unwrap_or("local");
+    for d in bdms {
+        let src = d.source_type.as_deref().unwrap_or("");
+        let dst = d.destination_type.as_deref().unwrap_or("local");
         if src != "image" || dst != "local" {
             return Err(ApiError::bad_request(format!(
                 "Block Device Mapping is Invalid: only source_type image with destination_type local is supported here, not {src}/{dst}."
             )));
         }
-        let idx = d["boot_index"]
-            .as_i64()
-            .or_else(|| d["boot_index"].as_str().and_then(|s| s.parse().ok()));
-        if idx == Some(0) {
-            let uuid = d["uuid"].as_str().ok_or_else(|| {
+        if d.boot_index == Some(Int(0)) {
+            let uuid = d.uuid.as_deref().ok_or_else(|| {
                 ApiError::bad_request(
                     "Block Device Mapping is Invalid: the image entry needs a uuid.",
                 )
@@ -135,41 +110,30 @@ pub(super) async fn create(
     State(st): State<AppState>,
     auth: Auth,
     BaseUrl(base): BaseUrl,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<CreateServerBody>,
 ) -> ApiResult<Response> {
     let project = auth.require_project("Creating a server")?.to_string();
-    let b = body_object(&body, "server")?;
-    only_known(b, &SERVER_KEYS)?;
-    let name = str_field(b, "name", 255, true)?
-        .ok_or_else(|| ApiError::bad_request("'name' is a required property"))?
-        .to_string();
-    let flavor_ref = match b.get("flavorRef") {
-        Some(Value::String(s)) if !s.is_empty() => ref_id(s).to_string(),
-        Some(Value::Number(n)) => n.to_string(),
+    let b = body.server;
+    let name = required("name", text("name", b.name.as_deref(), 255, true)?)?.to_string();
+    let flavor_ref = match &b.flavor_ref {
+        Some(Id(r)) if !r.is_empty() => ref_id(r).to_string(),
         _ => return Err(ApiError::bad_request("'flavorRef' is a required property")),
     };
-    let image_id = boot_image_ref(b)?;
-    let min_count = int_field(b, "min_count", 1)?.unwrap_or(1);
-    let max_count = int_field(b, "max_count", 1)?.unwrap_or(min_count);
-    let metadata = match b.get("metadata") {
+    let image_id = boot_image_ref(&b)?;
+    let ignored = b.not_acted_on();
+    if !ignored.is_empty() {
+        tracing::info!(keys = ?ignored, "server create: keys accepted but not acted on");
+    }
+    let min_count = at_least("min_count", b.min_count, 1)?.unwrap_or(1);
+    let max_count = at_least("max_count", b.max_count, 1)?.unwrap_or(min_count);
+    let metadata = match &b.metadata {
         // The shape here; the quota is the service's.
         Some(v) => check_metadata(v, -1)?,
         None => Map::new(),
     };
-    let disk_config = match b.get("OS-DCF:diskConfig").map(Value::as_str) {
-        None => "MANUAL".to_string(),
-        Some(Some(d @ ("AUTO" | "MANUAL"))) => d.to_string(),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "Invalid input for field/attribute OS-DCF:diskConfig: AUTO or MANUAL.",
-            ));
-        }
-    };
-    let text = |k: &str, max: usize| -> ApiResult<Option<String>> {
-        Ok(str_field(b, k, max, true)?.map(str::to_string))
-    };
-    let ip = |k: &str| -> ApiResult<String> {
-        Ok(str_field(b, k, 64, false)?.unwrap_or_default().to_string())
+    let disk_config = b.disk_config.unwrap_or(DiskConfig::Manual).as_str();
+    let owned = |field: &str, v: &Option<String>, max: usize, nonempty: bool| {
+        text(field, v.as_deref(), max, nonempty).map(|t| t.map(str::to_string))
     };
     let request = CreateServers {
         project_id: project,
@@ -181,12 +145,12 @@ pub(super) async fn create(
         min_count,
         max_count,
         metadata,
-        key_name: text("key_name", 255)?,
-        user_data: str_field(b, "user_data", 65535 * 4 / 3 + 4, false)?.map(str::to_string),
-        availability_zone: text("availability_zone", 255)?,
-        disk_config: disk_config.clone(),
-        access_ipv4: ip("accessIPv4")?,
-        access_ipv6: ip("accessIPv6")?,
+        key_name: owned("key_name", &b.key_name, 255, true)?,
+        user_data: owned("user_data", &b.user_data, 65535 * 4 / 3 + 4, false)?,
+        availability_zone: owned("availability_zone", &b.availability_zone, 255, true)?,
+        disk_config: disk_config.to_string(),
+        access_ipv4: owned("accessIPv4", &b.access_ipv4, 64, false)?.unwrap_or_default(),
+        access_ipv6: owned("accessIPv6", &b.access_ipv6, 64, false)?.unwrap_or_default(),
     };
     let compute = st.compute();
     let created = service::create_servers(st.store(), compute.as_ref(), request).await?;
@@ -196,14 +160,15 @@ pub(super) async fn create(
         .first()
         .cloned()
         .ok_or_else(|| ApiError::internal("create_servers returned no server"))?;
-    let wants_reservation = b
-        .get("return_reservation_id")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let wants_reservation = b.return_reservation_id == Some(Bool(true));
     let body = if wants_reservation {
         json!({ "reservation_id": reservation })
     } else {
-        let pass: String = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        // The guest's agent would set it; the one asked for, else a made-up one, as nova answers.
+        let pass = b
+            .admin_pass
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
         json!({"server": {
             "id": first.id,
             "links": render::links(&base, "servers", &first.id),
@@ -350,31 +315,21 @@ pub(super) async fn update(
     auth: Auth,
     BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<UpdateServerBody>,
 ) -> ApiResult<Json<Value>> {
     let mut s = visible(&st, &auth, &id).await?;
-    let b = body_object(&body, "server")?;
-    only_known(
-        b,
-        &["name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"],
-    )?;
-    if let Some(n) = str_field(b, "name", 255, true)? {
+    let b = body.server;
+    if let Some(n) = text("name", b.name.as_deref(), 255, true)? {
         s.name = n.to_string();
     }
-    if let Some(ip) = str_field(b, "accessIPv4", 64, false)? {
+    if let Some(ip) = text("accessIPv4", b.access_ipv4.as_deref(), 64, false)? {
         s.access_ipv4 = ip.to_string();
     }
-    if let Some(ip) = str_field(b, "accessIPv6", 64, false)? {
+    if let Some(ip) = text("accessIPv6", b.access_ipv6.as_deref(), 64, false)? {
         s.access_ipv6 = ip.to_string();
     }
-    match b.get("OS-DCF:diskConfig").map(|v| v.as_str()) {
-        None => {}
-        Some(Some(d @ ("AUTO" | "MANUAL"))) => s.disk_config = d.to_string(),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "Invalid input for field/attribute OS-DCF:diskConfig: AUTO or MANUAL.",
-            ));
-        }
+    if let Some(d) = b.disk_config {
+        s.disk_config = d.as_str().to_string();
     }
     st.store().update_server_fields(&s).await?;
     let s = visible(&st, &auth, &id).await?;
